@@ -1,0 +1,8 @@
+"""App config of forecasting."""
+
+from django.apps import AppConfig
+
+
+class ForecastingConfig(AppConfig):
+    name = "forecasting"
+    verbose_name = "Forecasting"

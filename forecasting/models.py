@@ -1,0 +1,1 @@
+"""Data and invariants of forecasting (filled in by its capability's issue)."""

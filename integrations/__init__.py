@@ -1,0 +1,1 @@
+"""Integrations: orders and everything that crosses the company boundary (partners, webhooks, alerts)."""

@@ -1,0 +1,1 @@
+"""Stock: ingredients, recipes, batches, levels, the movement ledger, reservations and receipts."""

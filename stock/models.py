@@ -1,0 +1,1 @@
+"""Data and invariants of stock (filled in by its capability's issue)."""

@@ -1,0 +1,1 @@
+"""Platform pieces every app leans on: health checks, API conventions, diagnostics, the run stack."""

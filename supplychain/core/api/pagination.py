@@ -1,0 +1,8 @@
+"""Pagination: page-number pages with a caller-chosen size up to a ceiling."""
+
+from rest_framework.pagination import PageNumberPagination
+
+
+class DefaultPagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 500

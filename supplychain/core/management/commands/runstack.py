@@ -1,0 +1,158 @@
+"""``manage.py runstack``: web, one worker per queue, beat and Flower together (what ``make run`` starts).
+
+On the embedded default it first starts the bundled Redis as a child process. Output of every process
+is prefixed with its name. Ctrl-C (or SIGTERM) stops them all cleanly: workers finish or requeue their
+tasks, then the broker shuts down last, keeping its append-only file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from supplychain import embedded
+from supplychain.core.bootstrap import bootstrap
+
+COLOURS = ["36", "33", "35", "32", "34", "31", "96", "93", "95"]
+
+
+class Process:
+    def __init__(self, name: str, argv: list[str], colour: str, env: dict[str, str]):
+        self.name, self.argv, self.colour, self.env = name, argv, colour, env
+        self.popen: subprocess.Popen | None = None
+
+    def start(self, out, width: int) -> None:
+        self.popen = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,  # our own Ctrl-C handling decides when children stop
+            text=True,
+            bufsize=1,
+        )
+        label = f"\033[{self.colour}m{self.name:<{width}}\033[0m |" if out.isatty() else f"{self.name:<{width}} |"
+        threading.Thread(target=self._pump, args=(out, label), daemon=True).start()
+
+    def _pump(self, out, label: str) -> None:
+        for line in self.popen.stdout:
+            out.write(f"{label} {line}")
+            out.flush()
+
+    def signal(self, signum: int) -> None:
+        if self.popen and self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signum)
+
+
+class Command(BaseCommand):
+    help = "Start web, a worker for every queue, beat and Flower (and the embedded broker when used)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=os.environ.get("WEB_HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("WEB_PORT", "8000")))
+        parser.add_argument("--flower-port", type=int, default=settings.FLOWER_PORT)
+        parser.add_argument("--stop-timeout", type=float, default=20.0, help="Seconds to wait on Ctrl-C.")
+
+    def handle(self, *args, host, port, flower_port, stop_timeout, **options):
+        self.stopping = False
+        credentials = bootstrap(demo=False)
+        broker = None
+        if settings.USES_EMBEDDED_BROKER:
+            broker = embedded.start(settings.EMBEDDED_BROKER_DIR)
+            self.stdout.write(f"embedded broker: {settings.CELERY_BROKER_URL}")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        celery = [sys.executable, "-m", "celery", "-A", "supplychain"]
+        flower_auth = os.environ.get(
+            "FLOWER_BASIC_AUTH", f"{credentials.admin_username}:{credentials.admin_password or ''}"
+        )
+        specs = [("web", [sys.executable, "manage.py", "runserver", f"{host}:{port}", "--noreload"])]
+        for queue in settings.CELERY_QUEUES:
+            specs.append(
+                (
+                    f"worker-{queue}",
+                    [*celery, "worker", "-Q", queue, "-n", f"{queue}@%h", "-c", "1", "-l", "INFO"],
+                )
+            )
+        specs.append(("beat", [*celery, "beat", "-l", "INFO", "-s", str(settings.VAR_DIR / "celerybeat")]))
+        specs.append(
+            (
+                "flower",
+                [*celery, "flower", f"--address={host}", f"--port={flower_port}", f"--basic-auth={flower_auth}"],
+            )
+        )
+        width = max(len(name) for name, _ in specs)
+        processes = [Process(name, argv, COLOURS[i % len(COLOURS)], env) for i, (name, argv) in enumerate(specs)]
+
+        def request_stop(signum, frame):
+            self.stopping = True
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        for process in processes:
+            process.start(self.stdout, width)
+
+        self._announce(host, port, flower_port, credentials)
+        exit_code = 0
+        while not self.stopping:
+            for process in processes:
+                if process.popen.poll() is not None:
+                    self.stderr.write(f"{process.name} exited with status {process.popen.returncode}; stopping all.")
+                    self.stopping, exit_code = True, 1
+                    break
+            if broker is not None and broker.poll() is not None:
+                self.stderr.write("the embedded broker exited; stopping all.")
+                self.stopping, exit_code = True, 1
+            time.sleep(0.2)
+
+        self.stdout.write("\nStopping: workers finish or requeue their tasks…")
+        for process in processes:
+            process.signal(signal.SIGTERM)
+        deadline = time.monotonic() + stop_timeout
+        for process in processes:
+            try:
+                process.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.stderr.write(f"{process.name} did not stop in time; killing it.")
+                process.signal(signal.SIGKILL)
+                process.popen.wait()
+        if broker is not None:
+            broker.terminate()  # redis saves its append-only file and exits on SIGTERM
+            broker.wait(timeout=stop_timeout)
+        self.stdout.write("All stopped.")
+        if exit_code:
+            raise CommandError("a process of the stack exited unexpectedly (see its output above)")
+
+    def _announce(self, host: str, port: int, flower_port: int, credentials) -> None:
+        base = f"http://{host}:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not self.stopping:
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=1):  # noqa: S310 (our own URL)
+                    break
+            except OSError:
+                time.sleep(0.3)
+        lines = [
+            "",
+            "supplychain is running (Ctrl-C stops everything).",
+            f"  API            {base}/api/v1/",
+            f"  API docs       {base}/api/docs/",
+            f"  admin          {base}/admin/   user {credentials.admin_username}"
+            f"  password {credentials.admin_password or '(changed; not shown)'}",
+            f"  Flower         http://{host}:{flower_port}/   (same user and password)",
+            f"  readiness      {base}/readyz",
+            f"  API token      {credentials.api_token}   (user {credentials.api_username})",
+            f"  try            curl -X POST -H 'Authorization: Token {credentials.api_token}' {base}/api/v1/diagnostics/ping/",
+            "",
+        ]
+        self.stdout.write("\n".join(lines))

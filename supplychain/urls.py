@@ -1,0 +1,23 @@
+"""Top-level URLs: admin, health, metrics, the versioned API and its documentation."""
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from supplychain.core import health
+
+api_v1 = [
+    path("", include("supplychain.core.api.urls")),
+]
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    re_path(r"^api/(?P<version>v1)/", include((api_v1, "api"))),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]
+
+handler404 = "supplychain.core.api.errors.not_found"
+handler500 = "supplychain.core.api.errors.server_error"
