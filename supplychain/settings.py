@@ -41,10 +41,8 @@ def _development_secret_key() -> str:
     return path.read_text().strip()
 
 
-if PRODUCTION:
-    SECRET_KEY = env.str("SECRET_KEY")  # required: fails loudly when missing
-else:
-    SECRET_KEY = env.str("SECRET_KEY", default="") or _development_secret_key()
+# Production requires SECRET_KEY (fails loudly when missing); development makes one in var/.
+SECRET_KEY = env.str("SECRET_KEY") if PRODUCTION else env.str("SECRET_KEY", default="") or _development_secret_key()
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -148,6 +146,7 @@ USE_TZ = True
 # --- Static files -----------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

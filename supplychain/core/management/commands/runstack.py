@@ -152,7 +152,8 @@ class Command(BaseCommand):
             f"  Flower         http://{host}:{flower_port}/   (same user and password)",
             f"  readiness      {base}/readyz",
             f"  API token      {credentials.api_token}   (user {credentials.api_username})",
-            f"  try            curl -X POST -H 'Authorization: Token {credentials.api_token}' {base}/api/v1/diagnostics/ping/",
+            f"  try            curl -X POST -H 'Authorization: Token {credentials.api_token}' "
+            f"{base}/api/v1/diagnostics/ping/",
             "",
         ]
         self.stdout.write("\n".join(lines))
