@@ -29,7 +29,7 @@ run: install
 test: install
 	bash scripts/ensure-services.sh "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"
 	$(BIN)/ruff check .
-	DATABASE_URL="$(TEST_DATABASE_URL)" CELERY_BROKER_URL="$(TEST_REDIS_URL)" \
+	DATABASE_URL="$(TEST_DATABASE_URL)" CELERY_BROKER_URL="$(TEST_REDIS_URL)" SUPPLYCHAIN_EXTRA_APPS=tests.probe \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install

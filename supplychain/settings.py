@@ -8,6 +8,7 @@ from the environment.
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -65,9 +66,11 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_guid",
     "supplychain.core",
+    "supplychain.events",
     "stock",
     "integrations",
     "forecasting",
+    *env.list("SUPPLYCHAIN_EXTRA_APPS", default=[]),
 ]
 
 MIDDLEWARE = [
@@ -321,6 +324,24 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
     },
 }
+
+# --- Event backbone --------------------------------------------------------------------------------
+EVENTS_KICK_INTERVAL = env.float("EVENTS_KICK_INTERVAL", default=0.05)  # max relay kicks per process: 20/s
+EVENTS_RELAY_BATCH = env.int("EVENTS_RELAY_BATCH", default=500)
+EVENTS_DELIVERY_BATCH = env.int("EVENTS_DELIVERY_BATCH", default=200)
+EVENTS_TIME_BUDGET = env.float("EVENTS_TIME_BUDGET", default=5.0)  # seconds one delivery task keeps draining
+EVENTS_LEASE_SECONDS = env.float("EVENTS_LEASE_SECONDS", default=60.0)  # visibility of a claimed delivery
+EVENTS_COUNTDOWN_MAX = env.float("EVENTS_COUNTDOWN_MAX", default=300.0)  # longer retry waits go to beat
+EVENTS_SWEEP_SECONDS = env.float("EVENTS_SWEEP_SECONDS", default=5.0)
+CELERY_BEAT_SCHEDULE["events-sweep"] = {"task": "events.sweep", "schedule": EVENTS_SWEEP_SECONDS}
+
+# --- Metrics --------------------------------------------------------------------------------------------
+# Every process (web, workers) writes its counters here; /metrics adds them up (prometheus_client's
+# multiprocess mode). One folder per host; the run stack empties it at start.
+PROMETHEUS_MULTIPROC_DIR = Path(env.str("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "prometheus")))
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")  # bearer token for Prometheus scrapes
 
 # --- Flower -----------------------------------------------------------------------------------------
 FLOWER_PORT = env.int("FLOWER_PORT", default=5555)

@@ -5,14 +5,17 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from supplychain.core import health
+from supplychain.events.views import metrics_view
 
 api_v1 = [
     path("", include("supplychain.core.api.urls")),
+    path("", include("supplychain.events.urls")),
 ]
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     re_path(r"^api/(?P<version>v1)/", include((api_v1, "api"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -1,0 +1,141 @@
+"""Registries of the backbone: versioned JSON Schemas of event types and the internal handlers.
+
+Schemas live in each app's ``schemas/`` folder as ``<type>.v<version>.json`` (for example
+``stock/schemas/stock.batch_expired.v1.json``). Handlers register themselves with ``@subscriber``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.apps import apps
+from jsonschema import Draft202012Validator
+
+from supplychain.core.errors import DomainError
+
+SCHEMA_FILE = re.compile(r"^(?P<type>[a-z0-9_]+(?:\.[a-z0-9_]+)+)\.v(?P<version>\d+)\.json$")
+
+
+class SchemaError(DomainError):
+    """An event payload does not match its schema (or its type has none)."""
+
+    status = 400
+    type = "invalid_event"
+    title = "The event does not match its schema."
+
+
+@functools.cache
+def schemas() -> dict[tuple[str, int], Draft202012Validator]:
+    found: dict[tuple[str, int], Draft202012Validator] = {}
+    for config in apps.get_app_configs():
+        folder = Path(config.path) / "schemas"
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.json")):
+            match = SCHEMA_FILE.match(path.name)
+            if not match:
+                continue
+            schema = json.loads(path.read_text())
+            Draft202012Validator.check_schema(schema)
+            found[(match["type"], int(match["version"]))] = Draft202012Validator(schema)
+    return found
+
+
+def latest_version(event_type: str) -> int:
+    versions = [version for (name, version) in schemas() if name == event_type]
+    if not versions:
+        raise SchemaError(
+            f"Unknown event type {event_type!r}: add schemas/{event_type}.v1.json to the app that owns it.",
+            errors={"type": [f"No schema for {event_type!r}."]},
+        )
+    return max(versions)
+
+
+def _path_of(error) -> str:
+    parts = [str(part) for part in error.absolute_path]
+    if error.validator == "required":
+        missing = re.match(r"'([^']+)' is a required property", error.message)
+        if missing:
+            parts.append(missing.group(1))
+    if error.validator == "additionalProperties":
+        extra = re.findall(r"'([^']+)'", error.message)
+        if extra:
+            parts.append(extra[0])
+    return ".".join(["payload", *parts])
+
+
+def validate(event_type: str, version: int, payload) -> None:
+    """Raise ``SchemaError`` naming every failing field (``payload.items.0.sku``)."""
+    validator = schemas().get((event_type, version))
+    if validator is None:
+        raise SchemaError(
+            f"No schema for {event_type!r} version {version}.", errors={"version": [f"Unknown version {version}."]}
+        )
+    errors: dict[str, list[str]] = {}
+    for error in sorted(validator.iter_errors(payload), key=lambda e: list(e.absolute_path)):
+        errors.setdefault(_path_of(error), []).append(error.message)
+    if errors:
+        detail = "; ".join(f"{path}: {' '.join(messages)}" for path, messages in errors.items())
+        raise SchemaError(f"{event_type} v{version} payload is invalid: {detail}", errors=errors)
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    """An internal subscriber: the function and the subscription it asks for by default."""
+
+    name: str
+    function: Callable[[dict], None]
+    event_types: list[str]
+    filter_policy: dict = field(default_factory=dict)
+    queue: str = "events"
+    max_attempts: int = 5
+    initial_interval: float = 1.0
+    backoff_rate: float = 2.0
+    max_interval: float = 3600.0
+    jitter: str = "full"
+    auto_subscribe: bool = True
+
+
+_HANDLERS: dict[str, HandlerSpec] = {}
+
+
+def subscriber(name: str, *, event_types: list[str], auto_subscribe: bool = True, **options):
+    """Register ``function(envelope)`` as internal handler ``name``.
+
+    With ``auto_subscribe`` a subscription of the same name is created on migrate (operations may then
+    change its filter and retry policy in the admin; later deploys do not overwrite that).
+    A handler runs in a database transaction together with marking its delivery done, so its
+    database effects happen once; effects outside the database must be idempotent on ``envelope["id"]``.
+    """
+
+    def register(function: Callable[[dict], None]) -> Callable[[dict], None]:
+        _HANDLERS[name] = HandlerSpec(
+            name=name, function=function, event_types=event_types, auto_subscribe=auto_subscribe, **options
+        )
+        return function
+
+    return register
+
+
+def handlers() -> dict[str, HandlerSpec]:
+    _import_handler_modules()
+    return _HANDLERS
+
+
+@functools.cache
+def _import_handler_modules() -> None:
+    """Import ``<app>.handlers`` of every installed app so their ``@subscriber`` run."""
+    import importlib
+
+    for config in apps.get_app_configs():
+        module = f"{config.name}.handlers"
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise

@@ -1,0 +1,538 @@
+"""Writes of the event backbone: publish, relay, deliver, redrive.
+
+Publishing writes an outbox row in the caller's transaction; nothing leaves before commit. The relay
+turns committed events into one delivery per matching subscription; delivery tasks claim due
+deliveries in batches (``FOR UPDATE SKIP LOCKED``), like SQS receive with a visibility timeout,
+run them and record every attempt in the audit log.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django_guid import get_guid
+
+from supplychain.core.errors import DomainError
+from supplychain.events import filters, metrics, registry, signals, transport
+from supplychain.events.models import AuditEntry, Delivery, OutboxEvent, Subscription
+
+logger = logging.getLogger(__name__)
+
+OPEN = (Delivery.Status.PENDING, Delivery.Status.IN_FLIGHT)
+
+
+def _setting(name: str, default):
+    return getattr(settings, name, default)
+
+
+# ---- Publish ------------------------------------------------------------------------------------
+
+
+@dataclass
+class NewEvent:
+    """One event to publish with ``publish_many``."""
+
+    type: str
+    payload: dict
+    key: str = ""
+    version: int | None = None
+    correlation_id: str | None = None
+
+
+def publish(
+    type: str,
+    payload: dict,
+    *,
+    correlation_id: str | None = None,
+    key: str = "",
+    version: int | None = None,
+) -> OutboxEvent:
+    """Write one event to the outbox in the current transaction; it is relayed after commit.
+
+    The payload is validated against the type's JSON Schema (the newest version unless ``version``
+    is given); an invalid one raises ``SchemaError`` naming the field, and nothing is written.
+    """
+    return publish_many([NewEvent(type, payload, key, version, correlation_id)])[0]
+
+
+def publish_many(events: Iterable[NewEvent]) -> list[OutboxEvent]:
+    """Publish several events with two INSERTs (a bulk intake publishes hundreds per transaction)."""
+    now = timezone.now()
+    guid = get_guid() or ""
+    rows = []
+    for event in events:
+        version = event.version or registry.latest_version(event.type)
+        registry.validate(event.type, version, event.payload)
+        rows.append(
+            OutboxEvent(
+                type=event.type,
+                version=version,
+                source=f"supplychain/{event.type.split('.', 1)[0]}",
+                occurred_at=now,
+                correlation_id=(event.correlation_id if event.correlation_id is not None else guid)[:100],
+                key=str(event.key or "")[:200],
+                payload=event.payload,
+            )
+        )
+    if not rows:
+        return []
+    with transaction.atomic():
+        OutboxEvent.objects.bulk_create(rows)
+        AuditEntry.objects.bulk_create(
+            [
+                AuditEntry(
+                    occurred_at=now,
+                    kind=AuditEntry.Kind.PUBLISHED,
+                    event_id=row.event_id,
+                    event_type=row.type,
+                    correlation_id=row.correlation_id,
+                    entity_key=row.key,
+                    outcome="published",
+                    data=row.envelope(),
+                )
+                for row in rows
+            ]
+        )
+        counts: dict[str, int] = defaultdict(int)
+        for row in rows:
+            counts[row.type] += 1
+        transaction.on_commit(lambda: metrics.count_published(counts))
+        transaction.on_commit(relay_kicker.kick)
+    return rows
+
+
+class _Kicker:
+    """Sends ``events.relay`` after commits, at most once per ``interval`` per process.
+
+    A commit inside the interval schedules one trailing kick, so every committed event is relayed
+    within ``interval`` seconds while a busy web process sends a few messages a second, not one per
+    transaction. A broker that is down makes the kick fail quietly: the beat sweep relays later.
+    """
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._last = 0.0
+        self._timer: threading.Timer | None = None
+
+    def kick(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                return
+            wait = self._last + self.interval - time.monotonic()
+            if wait > 0:
+                self._timer = threading.Timer(wait, self._fire)
+                self._timer.daemon = True
+                self._timer.start()
+                return
+            self._last = time.monotonic()
+        self._send()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._last = time.monotonic()
+        self._send()
+
+    def _send(self) -> None:
+        from supplychain.events import tasks
+
+        try:
+            tasks.relay.apply_async(retry=False)
+        except Exception as exc:  # the outbox keeps the event; the sweep relays it when the broker is back
+            logger.warning("relay kick not sent (%s: %s); the sweep will relay", type(exc).__name__, exc)
+
+
+relay_kicker = _Kicker(_setting("EVENTS_KICK_INTERVAL", 0.05))
+
+
+# ---- Relay --------------------------------------------------------------------------------------
+
+
+def relay_pending(*, batch_size: int | None = None, max_batches: int | None = None) -> int:
+    """Fan committed events out into deliveries; returns how many events were relayed.
+
+    Each batch is claimed with ``FOR UPDATE SKIP LOCKED`` so several relays never take the same
+    event, and the unique (event, subscription) constraint makes relaying an event twice harmless.
+    """
+    batch_size = batch_size or _setting("EVENTS_RELAY_BATCH", 500)
+    relayed = batches = 0
+    while max_batches is None or batches < max_batches:
+        with transaction.atomic():
+            events = list(
+                OutboxEvent.objects.select_for_update(skip_locked=True)
+                .filter(relayed_at__isnull=True)
+                .order_by("id")[:batch_size]
+            )
+            if not events:
+                break
+            subscriptions = list(Subscription.objects.filter(active=True))
+            now = timezone.now()
+            deliveries = [
+                Delivery(event=event, subscription=subscription, visible_at=now, created_at=now)
+                for event in events
+                for subscription in subscriptions
+                if subscription.matches_type(event.type) and filters.matches(subscription.filter_policy, event.payload)
+            ]
+            Delivery.objects.bulk_create(deliveries, ignore_conflicts=True, batch_size=1000)
+            OutboxEvent.objects.filter(id__in=[event.id for event in events]).update(relayed_at=now)
+            touched = {d.subscription_id: d.subscription for d in deliveries}
+            transaction.on_commit(lambda touched=touched: kick_deliveries(touched.values()))
+        relayed += len(events)
+        batches += 1
+        if len(events) < batch_size:
+            break
+    return relayed
+
+
+def kick_deliveries(subscriptions: Iterable[Subscription], countdown: float | None = None) -> None:
+    """Ask a worker on each subscription's queue to drain its due deliveries."""
+    from supplychain.events import tasks
+
+    for subscription in subscriptions:
+        try:
+            tasks.deliver.apply_async((subscription.id,), queue=subscription.queue, countdown=countdown, retry=False)
+        except Exception as exc:  # the deliveries are in the database; the sweep kicks again
+            logger.warning("delivery kick for %s not sent (%s); the sweep will", subscription.name, exc)
+
+
+# ---- Deliver ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    duration_ms: float
+    error: str = ""
+    http_status: int | None = None
+
+
+@dataclass
+class DeliveryReport:
+    claimed: int = 0
+    succeeded: int = 0
+    retrying: int = 0
+    dead: int = 0
+    next_retry_in: float | None = field(default=None, repr=False)
+
+
+def process_deliveries(*, subscription_id: int, batch_size: int | None = None, time_budget: float | None = None):
+    """Claim and run due deliveries of one subscription until none are due or the budget is spent."""
+    report = DeliveryReport()
+    subscription = Subscription.objects.filter(pk=subscription_id, active=True).first()
+    if subscription is None:
+        return report
+    batch_size = batch_size or _setting("EVENTS_DELIVERY_BATCH", 200)
+    deadline = time.monotonic() + (time_budget or _setting("EVENTS_TIME_BUDGET", 5.0))
+    while time.monotonic() < deadline:
+        claimed = _claim(subscription, batch_size)
+        if not claimed:
+            break
+        report.claimed += len(claimed)
+        if subscription.target == Subscription.Target.HANDLER:
+            _run_handlers(subscription, claimed, report)
+        else:
+            outcomes = transport.post_deliveries(subscription, claimed)
+            with transaction.atomic():
+                _record(subscription, claimed, outcomes, report)
+    if report.next_retry_in is not None and report.next_retry_in <= _setting("EVENTS_COUNTDOWN_MAX", 300):
+        kick_deliveries([subscription], countdown=report.next_retry_in + 0.1)
+    return report
+
+
+def _lease_seconds() -> float:
+    return _setting("EVENTS_LEASE_SECONDS", 60)
+
+
+def _claim(subscription: Subscription, limit: int) -> list[Delivery]:
+    """Take up to ``limit`` due deliveries and hide them for the lease (SQS receive)."""
+    if subscription.target == Subscription.Target.HTTP:
+        # Never claim more than the lease can cover at the endpoint's timeout.
+        posts = max(1, int(_lease_seconds() // max(subscription.timeout_seconds, 0.1)))
+        limit = min(limit, posts * subscription.max_batch_size)
+    with transaction.atomic():
+        now = timezone.now()
+        rows = list(
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("event")
+            .filter(subscription=subscription, status__in=OPEN, visible_at__lte=now)
+            .order_by("visible_at", "id")[:limit]
+        )
+        if not rows:
+            return []
+        spent = [d for d in rows if d.attempts >= subscription.max_attempts]
+        live = [d for d in rows if d.attempts < subscription.max_attempts]
+        if spent:  # a worker died during their last attempt
+            lost = [Outcome(ok=False, duration_ms=0.0, error="worker lost during the final attempt")] * len(spent)
+            _record(subscription, spent, lost, DeliveryReport(), count_attempt=False)
+        visible_at = now + timedelta(seconds=_lease_seconds())
+        Delivery.objects.filter(id__in=[d.id for d in live]).update(
+            status=Delivery.Status.IN_FLIGHT,
+            attempts=F("attempts") + 1,
+            total_attempts=F("total_attempts") + 1,
+            visible_at=visible_at,
+        )
+    for delivery in live:
+        delivery.status = Delivery.Status.IN_FLIGHT
+        delivery.attempts += 1
+        delivery.total_attempts += 1
+        delivery.visible_at = visible_at
+    return live
+
+
+def _run_handlers(subscription: Subscription, deliveries: list[Delivery], report: DeliveryReport) -> None:
+    """Run an internal handler on each delivery; its database effects commit with the success mark."""
+    spec = registry.handlers().get(subscription.handler)
+    outcomes = []
+    with transaction.atomic():
+        for delivery in deliveries:
+            started = time.perf_counter()
+            if spec is None:
+                outcomes.append(Outcome(False, 0.0, f"no handler named {subscription.handler!r} in this worker"))
+                continue
+            try:
+                with transaction.atomic():
+                    spec.function(delivery.event.envelope())
+            except Exception as exc:  # a failing handler is an attempt outcome, retried by policy
+                outcomes.append(Outcome(False, _ms_since(started), f"{type(exc).__name__}: {exc}"[:2000]))
+            else:
+                outcomes.append(Outcome(True, _ms_since(started)))
+        _record(subscription, deliveries, outcomes, report)
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _record(
+    subscription: Subscription,
+    deliveries: list[Delivery],
+    outcomes: list[Outcome],
+    report: DeliveryReport,
+    *,
+    count_attempt: bool = True,
+) -> None:
+    """Write each attempt's outcome: succeeded, retry at a backoff delay, or dead; audit every attempt."""
+    now = timezone.now()
+    audit = []
+    latencies = []
+    newly_dead = 0
+    for delivery, outcome in zip(deliveries, outcomes, strict=True):
+        delay = None
+        delivery.last_error = outcome.error
+        delivery.last_http_status = outcome.http_status
+        if outcome.ok:
+            delivery.status = Delivery.Status.SUCCEEDED
+            delivery.completed_at = now
+            report.succeeded += 1
+            latencies.append((now - delivery.event.occurred_at).total_seconds())
+        elif delivery.attempts >= subscription.max_attempts:
+            delivery.status = Delivery.Status.DEAD
+            delivery.dead_at = now
+            report.dead += 1
+            newly_dead += 1
+        else:
+            delay = subscription.retry_delay(delivery.attempts)
+            delivery.status = Delivery.Status.PENDING
+            delivery.visible_at = now + timedelta(seconds=delay)
+            report.retrying += 1
+            report.next_retry_in = delay if report.next_retry_in is None else min(report.next_retry_in, delay)
+        audit.append(
+            AuditEntry(
+                occurred_at=now,
+                kind=AuditEntry.Kind.ATTEMPT,
+                event_id=delivery.event.event_id,
+                event_type=delivery.event.type,
+                correlation_id=delivery.event.correlation_id,
+                entity_key=delivery.event.key,
+                subscription=subscription.name,
+                delivery_id=delivery.id,
+                attempt=delivery.total_attempts,
+                outcome="succeeded"
+                if outcome.ok
+                else ("dead" if delivery.status == Delivery.Status.DEAD else "failed"),
+                http_status=outcome.http_status,
+                duration_ms=outcome.duration_ms,
+                delay_seconds=delay,
+                error=outcome.error,
+                data={"counted": count_attempt, "attempt_in_round": delivery.attempts},
+            )
+        )
+    Delivery.objects.bulk_update(
+        deliveries,
+        ["status", "visible_at", "last_error", "last_http_status", "completed_at", "dead_at"],
+        batch_size=500,
+    )
+    AuditEntry.objects.bulk_create(audit, batch_size=1000)
+    if newly_dead:
+        _raise_alarm(subscription)
+    elif report.succeeded and subscription.alarm_state == Subscription.Alarm.ALARM:
+        _clear_alarm_if_no_dead(subscription)
+    durations = [outcome.duration_ms / 1000 for outcome in outcomes]
+    results = [outcome.ok for outcome in outcomes]
+    transaction.on_commit(lambda: metrics.observe_attempts(subscription.name, durations, results, latencies))
+
+
+def _raise_alarm(subscription: Subscription) -> None:
+    """Fire once when a subscription goes from no dead letters to some (the alarm Slack will hear)."""
+    raised = Subscription.objects.filter(pk=subscription.pk, alarm_state=Subscription.Alarm.OK).update(
+        alarm_state=Subscription.Alarm.ALARM
+    )
+    if not raised:
+        return
+    subscription.alarm_state = Subscription.Alarm.ALARM
+    dead = Delivery.objects.filter(subscription=subscription, status=Delivery.Status.DEAD).count()
+    publish(
+        "events.dead_letters_raised",
+        {"subscription": subscription.name, "dead_count": dead, "target": subscription.target},
+        key=subscription.name,
+    )
+    transaction.on_commit(
+        lambda: signals.dead_letters_raised.send(sender=Subscription, subscription=subscription, dead_count=dead)
+    )
+
+
+def _clear_alarm_if_no_dead(subscription: Subscription) -> None:
+    if not Delivery.objects.filter(subscription=subscription, status=Delivery.Status.DEAD).exists():
+        Subscription.objects.filter(pk=subscription.pk).update(alarm_state=Subscription.Alarm.OK)
+        subscription.alarm_state = Subscription.Alarm.OK
+
+
+# ---- Sweep and redrive --------------------------------------------------------------------------
+
+
+def sweep() -> dict:
+    """Beat's safety net: relay anything the kicks missed, and kick subscriptions with due deliveries."""
+    relayed = relay_pending()
+    due = (
+        Subscription.objects.filter(
+            active=True,
+            deliveries__status__in=OPEN,
+            deliveries__visible_at__lte=timezone.now(),
+        )
+        .distinct()
+        .only("id", "queue", "name")
+    )
+    due = list(due)
+    kick_deliveries(due)
+    return {"relayed": relayed, "kicked": [subscription.name for subscription in due]}
+
+
+class NothingToRedrive(DomainError):
+    status = 400
+    type = "nothing_selected"
+    title = "Say which dead deliveries to redrive."
+
+
+def redrive_deliveries(
+    *,
+    delivery_ids: Iterable[int] | None = None,
+    subscription: str | None = None,
+    event_type: str | None = None,
+    dead_since: datetime | None = None,
+    dead_before: datetime | None = None,
+    all_dead: bool = False,
+    actor: str = "",
+) -> int:
+    """Give dead deliveries a new round of attempts; their earlier attempts stay in the audit log.
+
+    Select by ids, by subscription name, by event type (pattern allowed with ``*``) and dead-time
+    window, or ``all_dead=True``; with no selector at all it refuses rather than redrive everything.
+    """
+    query = Q(status=Delivery.Status.DEAD)
+    selected = all_dead
+    if delivery_ids is not None:
+        query &= Q(id__in=list(delivery_ids))
+        selected = True
+    if subscription:
+        query &= Q(subscription__name=subscription)
+        selected = True
+    if event_type:
+        prefix = event_type.rstrip("*")
+        query &= Q(event__type__startswith=prefix) if event_type.endswith("*") else Q(event__type=event_type)
+        selected = True
+    if dead_since:
+        query &= Q(dead_at__gte=dead_since)
+        selected = True
+    if dead_before:
+        query &= Q(dead_at__lt=dead_before)
+        selected = True
+    if not selected:
+        raise NothingToRedrive("Give delivery ids, a subscription, an event type, a time window, or all.")
+    with transaction.atomic():
+        rows = list(
+            Delivery.objects.select_for_update(of=("self",))
+            .select_related("event", "subscription")
+            .filter(query)
+            .order_by("id")
+        )
+        if not rows:
+            return 0
+        now = timezone.now()
+        Delivery.objects.filter(id__in=[row.id for row in rows]).update(
+            status=Delivery.Status.PENDING,
+            attempts=0,
+            redrive_count=F("redrive_count") + 1,
+            visible_at=now,
+            dead_at=None,
+        )
+        AuditEntry.objects.bulk_create(
+            [
+                AuditEntry(
+                    occurred_at=now,
+                    kind=AuditEntry.Kind.REDRIVEN,
+                    event_id=row.event.event_id,
+                    event_type=row.event.type,
+                    correlation_id=row.event.correlation_id,
+                    entity_key=row.event.key,
+                    subscription=row.subscription.name,
+                    delivery_id=row.id,
+                    outcome="redriven",
+                    data={"actor": actor, "redrive": row.redrive_count + 1, "last_error": row.last_error},
+                )
+                for row in rows
+            ]
+        )
+        subscriptions = {row.subscription_id: row.subscription for row in rows}
+        transaction.on_commit(lambda: kick_deliveries(subscriptions.values()))
+    return len(rows)
+
+
+# ---- Subscriptions from code --------------------------------------------------------------------
+
+
+def sync_handler_subscriptions() -> list[str]:
+    """Create the subscription of each ``@subscriber(auto_subscribe=True)`` handler that lacks one."""
+    created = []
+    for spec in registry.handlers().values():
+        if not spec.auto_subscribe:
+            continue
+        _, was_created = Subscription.objects.get_or_create(
+            name=spec.name,
+            defaults={
+                "description": (spec.function.__doc__ or "").strip().split("\n")[0][:300],
+                "event_types": spec.event_types,
+                "filter_policy": spec.filter_policy,
+                "target": Subscription.Target.HANDLER,
+                "handler": spec.name,
+                "queue": spec.queue,
+                "max_attempts": spec.max_attempts,
+                "initial_interval": spec.initial_interval,
+                "backoff_rate": spec.backoff_rate,
+                "max_interval": spec.max_interval,
+                "jitter": spec.jitter,
+            },
+        )
+        if was_created:
+            created.append(spec.name)
+    return created
