@@ -80,7 +80,13 @@ def real_services(django_db_setup, django_db_blocker) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def process_env(real_services) -> dict[str, str]:
     """Environment for worker/beat subprocesses: the same test database and broker as this process."""
-    return {**os.environ, **real_services, "PYTHONUNBUFFERED": "1", "SUPPLYCHAIN_ENV": "development"}
+    return {
+        **os.environ,
+        **real_services,
+        "PYTHONUNBUFFERED": "1",
+        "SUPPLYCHAIN_ENV": "development",
+        "EVENTS_SWEEP_SECONDS": "1",  # beat's safety net every second, so recovery tests are quick
+    }
 
 
 @pytest.fixture(scope="session")
@@ -103,6 +109,26 @@ def celery_worker(process_env, log_dir):
         process.node_name = name
         yield process
     finally:
+        process.stop()
+
+
+@pytest.fixture
+def start_worker(process_env, log_dir):
+    """Start extra workers for one test (own queues/env); all stopped at the end of the test."""
+    from supplychain.celery import app
+
+    started: list[ManagedProcess] = []
+
+    def start(queues: str, *, label: str = "extra", **env) -> ManagedProcess:
+        name = f"{label}-{uuid.uuid4().hex[:6]}@localhost"
+        argv = celery_argv("worker", "-Q", queues, "-n", name, "-c", "1", "-l", "INFO", "--without-mingle")
+        process = ManagedProcess(label, argv, {**process_env, **env}, log_dir / f"{name}.log")
+        started.append(process)
+        process.wait_until(worker_ready(app, name), timeout=60, what=f"worker {name} to answer ping")
+        return process
+
+    yield start
+    for process in started:
         process.stop()
 
 
