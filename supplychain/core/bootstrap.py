@@ -13,12 +13,27 @@ from dataclasses import dataclass
 from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
 from supplychain.core.models import Milestone
 
 ADMIN_USERNAME = "admin"
+# What each role may do, as "app_label.codename"; later capabilities add theirs.
+PLATFORM_PERMISSIONS = ["events.add_outboxevent", "events.view_outboxevent"]
+OPERATIONS_PERMISSIONS = [
+    "events.view_outboxevent",
+    "events.view_subscription",
+    "events.change_subscription",
+    "events.view_delivery",
+    "events.change_delivery",
+    "events.view_auditentry",
+    "events.view_auditarchive",
+    "django_celery_beat.view_periodictask",
+    "django_celery_beat.change_periodictask",
+    "django_celery_results.view_taskresult",
+]
 API_USERNAME = "platform"
 
 
@@ -41,6 +56,17 @@ def _admin_password() -> str:
         path.write_text(secrets.token_urlsafe(12))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def _group(name: str, permissions: list[str]) -> Group:
+    """The role group ``name`` holding exactly ``permissions`` (created or brought up to date)."""
+    group, _ = Group.objects.get_or_create(name=name)
+    wanted = []
+    for dotted in permissions:
+        app_label, codename = dotted.split(".", 1)
+        wanted.append(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    group.permissions.set(wanted)
+    return group
 
 
 def load_demo_data() -> bool:
@@ -70,8 +96,11 @@ def bootstrap(*, demo: bool = True) -> Credentials:
         if created:
             admin.set_password(password)
             admin.save()
-        # Platforms call the API as a plain (non-staff) user: least privilege.
+        # Platforms call the API as a plain (non-staff) user holding only the permissions they need.
         api_user, _ = User.objects.get_or_create(username=API_USERNAME, defaults={"is_staff": False})
+        platform_group = _group("platform", PLATFORM_PERMISSIONS)
+        api_user.groups.add(platform_group)
+        _group("operations", OPERATIONS_PERMISSIONS)
         token, _ = Token.objects.get_or_create(user=api_user)
     demo_loaded_now = load_demo_data() if demo else False
     shown_password = password if admin.check_password(password) else None

@@ -7,7 +7,7 @@ from django.db import transaction
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.permissions import DjangoModelPermissions
+from rest_framework.permissions import DjangoModelPermissions, IsAuthenticated
 from rest_framework.response import Response
 
 from supplychain.core.api.errors import STANDARD_ERRORS, error_response
@@ -271,7 +271,7 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
         responses={200: RedriveOutput, 404: error_response(404, "No dead delivery with this id.")},
         summary="Redrive one dead delivery",
     )
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
     def redrive(self, request, pk=None, version="v1"):
         self._check_change(request)
         delivery = self.get_object()
@@ -289,7 +289,7 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
         summary="Redrive dead deliveries by ids, subscription, event type, time window or all",
         examples=[OpenApiExample("one subscription", value={"subscription": "courier-dispatch"}, request_only=True)],
     )
-    @action(detail=False, methods=["post"], url_path="redrive")
+    @action(detail=False, methods=["post"], url_path="redrive", permission_classes=[IsAuthenticated])
     def redrive_many(self, request, version="v1"):
         self._check_change(request)
         data = RedriveInput(data=request.data)

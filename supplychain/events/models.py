@@ -106,22 +106,26 @@ class Subscription(models.Model):
         return self.name
 
     def clean(self) -> None:
+        """Check every field and report all problems at once, each under its field name."""
+        from django.conf import settings
+
         from supplychain.events import filters, registry
 
+        errors: dict[str, str] = {}
         if not isinstance(self.event_types, list) or not all(isinstance(p, str) and p for p in self.event_types):
-            raise ValidationError({"event_types": "A list of type patterns such as 'stock.*'."})
+            errors["event_types"] = "A list of type patterns such as 'stock.*'."
         try:
             filters.validate_policy(self.filter_policy)
         except ValueError as exc:
-            raise ValidationError({"filter_policy": str(exc)}) from exc
+            errors["filter_policy"] = str(exc)
         if self.target == self.Target.HANDLER and self.handler not in registry.handlers():
-            raise ValidationError({"handler": f"No handler named {self.handler!r} is registered."})
+            errors["handler"] = f"No handler named {self.handler!r} is registered."
         if self.target == self.Target.HTTP and not self.url:
-            raise ValidationError({"url": "An HTTP subscription needs a URL."})
-        from django.conf import settings
-
+            errors["url"] = "An HTTP subscription needs a URL."
         if self.queue not in settings.CELERY_QUEUES:
-            raise ValidationError({"queue": f"One of {', '.join(settings.CELERY_QUEUES)}."})
+            errors["queue"] = f"One of {', '.join(settings.CELERY_QUEUES)}."
+        if errors:
+            raise ValidationError(errors)
 
     def matches_type(self, event_type: str) -> bool:
         return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.event_types)

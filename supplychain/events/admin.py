@@ -1,0 +1,238 @@
+"""Admin of the backbone for operations staff: subscriptions, deliveries and dead letters, audit, dashboard."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
+
+from supplychain.events import selectors, services
+from supplychain.events.models import AuditArchive, AuditEntry, Delivery, OutboxEvent, Subscription
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records that are facts: viewable and searchable, never added, changed or deleted by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    list_display = ["name", "target", "types", "queue", "active", "alarm", "dead_count", "pending_count"]
+    list_filter = ["target", "active", "queue", "alarm_state", "jitter"]
+    search_fields = ["name", "description", "handler", "url"]
+    readonly_fields = ["alarm_state", "created_at", "updated_at"]
+    actions = ["redrive_dead"]
+    fieldsets = [
+        (None, {"fields": ["name", "description", "active", "event_types", "filter_policy"]}),
+        ("Target", {"fields": ["target", "handler", "url", "secret", "max_batch_size", "timeout_seconds", "queue"]}),
+        ("Retry policy", {"fields": ["max_attempts", "initial_interval", "backoff_rate", "max_interval", "jitter"]}),
+        ("State", {"fields": ["alarm_state", "created_at", "updated_at"]}),
+    ]
+
+    def get_queryset(self, request):
+        return selectors.subscriptions_with_counts()
+
+    def get_urls(self):
+        dashboard = self.admin_site.admin_view(self.dashboard_view)
+        return [path("dashboard/", dashboard, name="events_dashboard"), *super().get_urls()]
+
+    def dashboard_view(self, request):
+        summary = selectors.operations_summary(minutes=60)
+        peak = max([1, *(max(p["published"], p["succeeded"] + p["failed"]) for p in summary["series"])])
+        bars = []
+        width = 12
+        for index, point in enumerate(summary["series"]):
+            x = index * width
+            for offset, key, colour in (
+                (0, "published", "#447e9b"),
+                (4, "succeeded", "#5b9a3c"),
+                (8, "failed", "#ba2121"),
+            ):
+                value = point[key]
+                height = round(140 * value / peak)
+                bars.append(
+                    {
+                        "x": x + offset,
+                        "y": 150 - height,
+                        "height": height,
+                        "colour": colour,
+                        "value": value,
+                        "key": key,
+                        "minute": point["minute"],
+                    }
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Event backbone: the last hour",
+            "summary": summary,
+            "bars": bars,
+            "chart_width": width * len(summary["series"]),
+            "peak": peak,
+            "dead_url": reverse("admin:events_delivery_changelist") + "?status__exact=dead",
+        }
+        return TemplateResponse(request, "admin/events/dashboard.html", context)
+
+    @admin.display(description="event types")
+    def types(self, obj):
+        return ", ".join(obj.event_types)
+
+    @admin.display(description="alarm", ordering="alarm_state")
+    def alarm(self, obj):
+        if obj.alarm_state == Subscription.Alarm.ALARM:
+            return format_html('<strong style="color:#ba2121">dead letters</strong>')
+        return "ok"
+
+    @admin.display(description="dead", ordering="dead_count")
+    def dead_count(self, obj):
+        if not obj.dead_count:
+            return 0
+        url = reverse("admin:events_delivery_changelist") + f"?status__exact=dead&subscription__id__exact={obj.pk}"
+        return format_html('<a href="{}" style="color:#ba2121">{}</a>', url, obj.dead_count)
+
+    @admin.display(description="pending", ordering="pending_count")
+    def pending_count(self, obj):
+        return obj.pending_count
+
+    @admin.action(description="Redrive the dead deliveries of the selected subscriptions", permissions=["change"])
+    def redrive_dead(self, request, queryset):
+        total = sum(
+            services.redrive_deliveries(subscription=subscription.name, actor=request.user.username)
+            for subscription in queryset
+        )
+        self.message_user(request, f"{total} dead deliveries redriven.", messages.SUCCESS)
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "event_type",
+        "event_key",
+        "subscription",
+        "status",
+        "attempts",
+        "total_attempts",
+        "short_error",
+        "visible_at",
+        "dead_at",
+    ]
+    list_filter = ["status", "subscription", "event__type", "redrive_count"]
+    search_fields = ["=event__event_id", "event__key", "event__correlation_id", "last_error"]
+    list_select_related = ["event", "subscription"]
+    date_hierarchy = "created_at"
+    actions = ["redrive"]
+    readonly_fields = [
+        "event_link",
+        "subscription",
+        "status",
+        "attempts",
+        "total_attempts",
+        "redrive_count",
+        "visible_at",
+        "last_error",
+        "last_http_status",
+        "created_at",
+        "completed_at",
+        "dead_at",
+        "history",
+    ]
+    fields = readonly_fields
+
+    def has_change_permission(self, request, obj=None):
+        # Viewing is read-only; the redrive action needs the change permission.
+        return obj is None and request.user.has_perm("events.change_delivery")
+
+    @admin.display(description="event type", ordering="event__type")
+    def event_type(self, obj):
+        return obj.event.type
+
+    @admin.display(description="entity", ordering="event__key")
+    def event_key(self, obj):
+        return obj.event.key
+
+    @admin.display(description="last error")
+    def short_error(self, obj):
+        return Truncator(obj.last_error).chars(80)
+
+    @admin.display(description="event")
+    def event_link(self, obj):
+        url = reverse("admin:events_outboxevent_change", args=[obj.event_id])
+        return format_html('<a href="{}">{} {}</a>', url, obj.event.type, obj.event.event_id)
+
+    @admin.display(description="attempts and redrives")
+    def history(self, obj):
+        rows = selectors.delivery_history(obj.pk)
+        return format_html(
+            "<table><tr><th>when</th><th>#</th><th>outcome</th><th>HTTP</th><th>ms</th><th>next in s</th>"
+            "<th>error</th></tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                (
+                    (
+                        r.occurred_at,
+                        r.attempt or "",
+                        r.outcome,
+                        r.http_status or "",
+                        r.duration_ms or "",
+                        round(r.delay_seconds, 2) if r.delay_seconds is not None else "",
+                        Truncator(r.error).chars(200),
+                    )
+                    for r in rows
+                ),
+            ),
+        )
+
+    @admin.action(description="Redrive the selected dead deliveries", permissions=["change"])
+    def redrive(self, request, queryset):
+        count = services.redrive_deliveries(
+            delivery_ids=list(queryset.values_list("id", flat=True)), actor=request.user.username
+        )
+        skipped = queryset.count() - count
+        note = f" ({skipped} were not dead and were left alone)" if skipped else ""
+        self.message_user(request, f"{count} deliveries redriven{note}.", messages.SUCCESS)
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(ReadOnlyAdmin):
+    list_display = ["occurred_at", "type", "version", "key", "correlation_id", "relayed_at"]
+    list_filter = ["type", ("relayed_at", admin.EmptyFieldListFilter)]
+    search_fields = ["=event_id", "key", "correlation_id"]
+    date_hierarchy = "occurred_at"
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    list_display = [
+        "occurred_at",
+        "kind",
+        "event_type",
+        "entity_key",
+        "subscription",
+        "partner",
+        "attempt",
+        "outcome",
+        "http_status",
+        "duration_ms",
+        "correlation_id",
+    ]
+    list_filter = ["kind", "outcome", "event_type", "subscription", "partner"]
+    search_fields = ["=correlation_id", "=entity_key", "=event_id", "=subscription", "error"]
+    date_hierarchy = "occurred_at"
+    show_full_result_count = False
+
+
+@admin.register(AuditArchive)
+class AuditArchiveAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "key", "storage", "entries", "first_occurred_at", "last_occurred_at", "size_bytes"]
+    search_fields = ["key"]
