@@ -50,3 +50,8 @@ def flaky(self, failures: int, countdown: float = 1.0, attempt_times: list[float
             exc=RuntimeError(f"planned failure {self.request.retries + 1} of {failures}"),
         )
     return {"attempts": len(attempt_times), "attempt_times": attempt_times, "worker_pid": os.getpid()}
+
+
+@shared_task(name="supplychain.noop", ignore_result=True)
+def noop() -> None:
+    """Does nothing: the reference for what one Celery message costs (bench/events.py)."""

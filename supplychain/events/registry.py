@@ -99,6 +99,7 @@ class HandlerSpec:
     max_interval: float = 3600.0
     jitter: str = "full"
     auto_subscribe: bool = True
+    batch: bool = False
 
 
 _HANDLERS: dict[str, HandlerSpec] = {}
@@ -111,6 +112,8 @@ def subscriber(name: str, *, event_types: list[str], auto_subscribe: bool = True
     change its filter and retry policy in the admin; later deploys do not overwrite that).
     A handler runs in a database transaction together with marking its delivery done, so its
     database effects happen once; effects outside the database must be idempotent on ``envelope["id"]``.
+    With ``batch=True`` the function takes a list of envelopes (one bulk write for many events); if a
+    batch raises, each event is retried on its own so one bad entity never fails the others.
     """
 
     def register(function: Callable[[dict], None]) -> Callable[[dict], None]:

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django_guid import get_guid
 
+from supplychain.core.db import copy_insert
 from supplychain.core.errors import DomainError
 from supplychain.events import filters, metrics, registry, signals, transport
 from supplychain.events.models import AuditEntry, Delivery, OutboxEvent, Subscription
@@ -29,6 +30,21 @@ from supplychain.events.models import AuditEntry, Delivery, OutboxEvent, Subscri
 logger = logging.getLogger(__name__)
 
 OPEN = (Delivery.Status.PENDING, Delivery.Status.IN_FLIGHT)
+OUTBOX_FIELDS = ["event_id", "type", "version", "source", "occurred_at", "correlation_id", "key", "payload"]
+AUDIT_FIELDS = [
+    "occurred_at",
+    "kind",
+    "event_id",
+    "event_type",
+    "correlation_id",
+    "entity_key",
+    "subscription",
+    "partner",
+    "outcome",
+    "error",
+    "data",
+]
+ATTEMPT_FIELDS = [*AUDIT_FIELDS, "delivery_id", "attempt", "http_status", "duration_ms", "delay_seconds"]
 
 
 def _setting(name: str, default):
@@ -87,8 +103,16 @@ def publish_many(events: Iterable[NewEvent]) -> list[OutboxEvent]:
     if not rows:
         return []
     with transaction.atomic():
-        OutboxEvent.objects.bulk_create(rows)
-        AuditEntry.objects.bulk_create(
+        copy_insert(OutboxEvent, rows, OUTBOX_FIELDS)
+        if rows[0].pk is None:  # COPY does not return keys: read them back by the unique event id
+            ids = dict(
+                OutboxEvent.objects.filter(event_id__in=[row.event_id for row in rows]).values_list("event_id", "id")
+            )
+            for row in rows:
+                row.pk = ids[row.event_id]
+                row._state.adding = False
+        copy_insert(
+            AuditEntry,
             [
                 AuditEntry(
                     occurred_at=now,
@@ -101,7 +125,8 @@ def publish_many(events: Iterable[NewEvent]) -> list[OutboxEvent]:
                     data=row.envelope(),
                 )
                 for row in rows
-            ]
+            ],
+            AUDIT_FIELDS,
         )
         counts: dict[str, int] = defaultdict(int)
         for row in rows:
@@ -178,21 +203,48 @@ def relay_pending(*, batch_size: int | None = None, max_batches: int | None = No
                 break
             subscriptions = list(Subscription.objects.filter(active=True))
             now = timezone.now()
-            deliveries = [
-                Delivery(event=event, subscription=subscription, visible_at=now, created_at=now)
+            pairs = [
+                (event.id, subscription)
                 for event in events
                 for subscription in subscriptions
                 if subscription.matches_type(event.type) and filters.matches(subscription.filter_policy, event.payload)
             ]
-            Delivery.objects.bulk_create(deliveries, ignore_conflicts=True, batch_size=1000)
+            _insert_deliveries(pairs, now)
             OutboxEvent.objects.filter(id__in=[event.id for event in events]).update(relayed_at=now)
-            touched = {d.subscription_id: d.subscription for d in deliveries}
+            touched = {subscription.id: subscription for _, subscription in pairs}
             transaction.on_commit(lambda touched=touched: kick_deliveries(touched.values()))
         relayed += len(events)
         batches += 1
         if len(events) < batch_size:
             break
     return relayed
+
+
+def _insert_deliveries(pairs: list[tuple[int, Subscription]], now: datetime) -> None:
+    """Create one pending delivery per (event id, subscription), skipping pairs that already exist.
+
+    On PostgreSQL a single INSERT … SELECT FROM unnest(ids) ON CONFLICT DO NOTHING: only two integer
+    arrays cross the wire, instead of a dozen per-column arrays quoted in Python.
+    """
+    if not pairs:
+        return
+    if connection.vendor != "postgresql":
+        Delivery.objects.bulk_create(
+            [Delivery(event_id=e, subscription=s, visible_at=now, created_at=now) for e, s in pairs],
+            ignore_conflicts=True,
+            batch_size=1000,
+        )
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO events_delivery (event_id, subscription_id, status, attempts, total_attempts, redrive_count,
+                                         visible_at, last_error, created_at)
+            SELECT e, s, 'pending', 0, 0, 0, %s, '', %s FROM unnest(%s::bigint[], %s::bigint[]) AS t(e, s)
+            ON CONFLICT (event_id, subscription_id) DO NOTHING
+            """,
+            [now, now, [e for e, _ in pairs], [s.id for _, s in pairs]],
+        )
 
 
 def kick_deliveries(subscriptions: Iterable[Subscription], countdown: float | None = None) -> None:
@@ -291,23 +343,40 @@ def _claim(subscription: Subscription, limit: int) -> list[Delivery]:
 
 
 def _run_handlers(subscription: Subscription, deliveries: list[Delivery], report: DeliveryReport) -> None:
-    """Run an internal handler on each delivery; its database effects commit with the success mark."""
+    """Run an internal handler on the deliveries; their database effects commit with the success marks.
+
+    A batch handler gets all envelopes in one call; if that raises, every event is run on its own
+    (each in a savepoint) so only the bad ones fail.
+    """
     spec = registry.handlers().get(subscription.handler)
-    outcomes = []
     with transaction.atomic():
-        for delivery in deliveries:
+        if spec is None:
+            missing = Outcome(False, 0.0, f"no handler named {subscription.handler!r} in this worker")
+            outcomes = [missing] * len(deliveries)
+        elif spec.batch and len(deliveries) > 1:
             started = time.perf_counter()
-            if spec is None:
-                outcomes.append(Outcome(False, 0.0, f"no handler named {subscription.handler!r} in this worker"))
-                continue
             try:
                 with transaction.atomic():
-                    spec.function(delivery.event.envelope())
-            except Exception as exc:  # a failing handler is an attempt outcome, retried by policy
-                outcomes.append(Outcome(False, _ms_since(started), f"{type(exc).__name__}: {exc}"[:2000]))
+                    spec.function([delivery.event.envelope() for delivery in deliveries])
+            except Exception:  # find the bad ones one by one
+                outcomes = [_run_one(spec, delivery) for delivery in deliveries]
             else:
-                outcomes.append(Outcome(True, _ms_since(started)))
+                each = _ms_since(started) / len(deliveries)
+                outcomes = [Outcome(True, each)] * len(deliveries)
+        else:
+            outcomes = [_run_one(spec, delivery) for delivery in deliveries]
         _record(subscription, deliveries, outcomes, report)
+
+
+def _run_one(spec: registry.HandlerSpec, delivery: Delivery) -> Outcome:
+    started = time.perf_counter()
+    envelope = delivery.event.envelope()
+    try:
+        with transaction.atomic():
+            spec.function([envelope] if spec.batch else envelope)
+    except Exception as exc:  # a failing handler is an attempt outcome, retried by policy
+        return Outcome(False, _ms_since(started), f"{type(exc).__name__}: {exc}"[:2000])
+    return Outcome(True, _ms_since(started))
 
 
 def _ms_since(started: float) -> float:
@@ -368,12 +437,8 @@ def _record(
                 data={"counted": count_attempt, "attempt_in_round": delivery.attempts},
             )
         )
-    Delivery.objects.bulk_update(
-        deliveries,
-        ["status", "visible_at", "last_error", "last_http_status", "completed_at", "dead_at"],
-        batch_size=500,
-    )
-    AuditEntry.objects.bulk_create(audit, batch_size=1000)
+    _save_outcomes(deliveries, now)
+    copy_insert(AuditEntry, audit, ATTEMPT_FIELDS)
     if newly_dead:
         _raise_alarm(subscription)
     elif report.succeeded and subscription.alarm_state == Subscription.Alarm.ALARM:
@@ -381,6 +446,26 @@ def _record(
     durations = [outcome.duration_ms / 1000 for outcome in outcomes]
     results = [outcome.ok for outcome in outcomes]
     transaction.on_commit(lambda: metrics.observe_attempts(subscription.name, durations, results, latencies))
+
+
+def _save_outcomes(deliveries: list[Delivery], now) -> None:
+    """One UPDATE per HTTP status for the successes (the common case), one per row for the rest."""
+    succeeded: dict[int | None, list[int]] = defaultdict(list)
+    for delivery in deliveries:
+        if delivery.status == Delivery.Status.SUCCEEDED:
+            succeeded[delivery.last_http_status].append(delivery.id)
+        else:
+            Delivery.objects.filter(pk=delivery.pk).update(
+                status=delivery.status,
+                visible_at=delivery.visible_at,
+                last_error=delivery.last_error,
+                last_http_status=delivery.last_http_status,
+                dead_at=delivery.dead_at,
+            )
+    for http_status, ids in succeeded.items():
+        Delivery.objects.filter(id__in=ids).update(
+            status=Delivery.Status.SUCCEEDED, completed_at=now, last_error="", last_http_status=http_status
+        )
 
 
 def _raise_alarm(subscription: Subscription) -> None:

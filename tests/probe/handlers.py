@@ -7,30 +7,32 @@ from supplychain.events.registry import subscriber
 from tests.probe.models import Effect, Switch
 
 
-def _record(name: str, envelope: dict) -> None:
-    payload = envelope["payload"]
-    started = Path(payload["started_file"]) if payload.get("started_file") else None
-    if started is None or not started.exists():  # only the first run announces itself and sleeps
-        if started is not None:
-            started.write_text(envelope["id"])
-        if payload.get("sleep"):
-            time.sleep(payload["sleep"])
-    Effect.objects.create(event_id=envelope["id"], handler=name)
+def _record(name: str, envelopes: list[dict]) -> None:
+    """Batch handler body: one bulk insert of effects for many events."""
+    for envelope in envelopes:
+        payload = envelope["payload"]
+        started = Path(payload["started_file"]) if payload.get("started_file") else None
+        if started is None or not started.exists():  # only the first run announces itself and sleeps
+            if started is not None:
+                started.write_text(envelope["id"])
+            if payload.get("sleep"):
+                time.sleep(payload["sleep"])
+    Effect.objects.bulk_create([Effect(event_id=envelope["id"], handler=name) for envelope in envelopes])
 
 
-@subscriber("probe-a", event_types=["probe.*"], auto_subscribe=False)
-def probe_a(envelope: dict) -> None:
-    _record("probe-a", envelope)
+@subscriber("probe-a", event_types=["probe.*"], auto_subscribe=False, batch=True)
+def probe_a(envelopes: list[dict]) -> None:
+    _record("probe-a", envelopes)
 
 
-@subscriber("probe-b", event_types=["probe.*"], auto_subscribe=False)
-def probe_b(envelope: dict) -> None:
-    _record("probe-b", envelope)
+@subscriber("probe-b", event_types=["probe.*"], auto_subscribe=False, batch=True)
+def probe_b(envelopes: list[dict]) -> None:
+    _record("probe-b", envelopes)
 
 
-@subscriber("probe-c", event_types=["probe.*"], auto_subscribe=False)
-def probe_c(envelope: dict) -> None:
-    _record("probe-c", envelope)
+@subscriber("probe-c", event_types=["probe.*"], auto_subscribe=False, batch=True)
+def probe_c(envelopes: list[dict]) -> None:
+    _record("probe-c", envelopes)
 
 
 @subscriber("probe-flaky", event_types=["probe.*"], auto_subscribe=False)
