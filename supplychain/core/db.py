@@ -1,27 +1,42 @@
 """Database helpers for hot paths: bulk inserts through PostgreSQL's COPY.
 
 ``bulk_create`` on PostgreSQL turns each column into an array parameter that psycopg quotes in
-Python; for JSON-heavy rows that is most of the cost of publishing. COPY streams the rows instead
-(measured with bench/events.py). Other databases fall back to ``bulk_create``.
+Python, and prepares every value through its field; for JSON-heavy append-only rows (outbox, audit)
+that was most of the cost of publishing. COPY streams plain tuples instead (measured with
+bench/events.py). Other databases fall back to ``bulk_create``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 
 from django.db import connection, models
 
 
-def copy_insert(model: type[models.Model], rows: Sequence[models.Model], fields: Sequence[str]) -> None:
-    """Insert ``rows`` (unsaved instances) writing only ``fields``; primary keys are not read back."""
-    if not rows:
-        return
-    if connection.vendor != "postgresql":
-        model.objects.bulk_create(rows, batch_size=1000)
-        return
+def copy_rows(model: type[models.Model], fields: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """Insert plain value tuples (in ``fields`` order) into ``model``'s table; keys are not read back.
+
+    Values must already be what the column stores: JSON fields take Python objects (dumped here),
+    others their plain Python value (str, int, float, UUID, aware datetime, None).
+    """
     columns = [model._meta.get_field(name) for name in fields]
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create([model(**dict(zip(fields, row, strict=True))) for row in rows], batch_size=1000)
+        return
+    json_positions = [i for i, column in enumerate(columns) if isinstance(column, models.JSONField)]
     names = ", ".join(connection.ops.quote_name(column.column) for column in columns)
     table = connection.ops.quote_name(model._meta.db_table)
     with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row([column.get_db_prep_save(getattr(row, column.attname), connection) for column in columns])
+            if json_positions:
+                row = list(row)
+                for position in json_positions:
+                    row[position] = json.dumps(row[position], separators=(",", ":"))
+            copy.write_row(row)
+
+
+def copy_insert(model: type[models.Model], instances: Sequence[models.Model], fields: Sequence[str]) -> None:
+    """Insert unsaved ``instances`` writing only ``fields`` (see ``copy_rows``)."""
+    attnames = [model._meta.get_field(name).attname for name in fields]
+    copy_rows(model, fields, ([getattr(instance, name) for name in attnames] for instance in instances))

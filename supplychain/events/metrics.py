@@ -47,11 +47,17 @@ def count_published(counts: dict[str, int]) -> None:
 
 
 def observe_attempts(subscription: str, durations: list[float], results: list[bool], latencies: list[float]) -> None:
-    for duration, ok in zip(durations, results, strict=True):
-        DELIVERY_ATTEMPTS.labels(subscription, "succeeded" if ok else "failed").inc()
-        ATTEMPT_DURATION.labels(subscription).observe(duration)
+    succeeded = sum(results)
+    if succeeded:
+        DELIVERY_ATTEMPTS.labels(subscription, "succeeded").inc(succeeded)
+    if len(results) > succeeded:
+        DELIVERY_ATTEMPTS.labels(subscription, "failed").inc(len(results) - succeeded)
+    duration_histogram = ATTEMPT_DURATION.labels(subscription)
+    for duration in durations:
+        duration_histogram.observe(duration)
+    latency_histogram = DELIVERY_LATENCY.labels(subscription)
     for latency in latencies:
-        DELIVERY_LATENCY.labels(subscription).observe(latency)
+        latency_histogram.observe(latency)
 
 
 _task_started: dict[str, float] = {}

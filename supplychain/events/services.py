@@ -22,7 +22,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django_guid import get_guid
 
-from supplychain.core.db import copy_insert
+from supplychain.core.db import copy_insert, copy_rows
 from supplychain.core.errors import DomainError
 from supplychain.events import filters, metrics, registry, signals, transport
 from supplychain.events.models import AuditEntry, Delivery, OutboxEvent, Subscription
@@ -111,22 +111,25 @@ def publish_many(events: Iterable[NewEvent]) -> list[OutboxEvent]:
             for row in rows:
                 row.pk = ids[row.event_id]
                 row._state.adding = False
-        copy_insert(
+        copy_rows(
             AuditEntry,
-            [
-                AuditEntry(
-                    occurred_at=now,
-                    kind=AuditEntry.Kind.PUBLISHED,
-                    event_id=row.event_id,
-                    event_type=row.type,
-                    correlation_id=row.correlation_id,
-                    entity_key=row.key,
-                    outcome="published",
-                    data=row.envelope(),
+            AUDIT_FIELDS,
+            (
+                (
+                    now,
+                    AuditEntry.Kind.PUBLISHED,
+                    row.event_id,
+                    row.type,
+                    row.correlation_id,
+                    row.key,
+                    "",
+                    "",
+                    "published",
+                    "",
+                    row.envelope(),
                 )
                 for row in rows
-            ],
-            AUDIT_FIELDS,
+            ),
         )
         counts: dict[str, int] = defaultdict(int)
         for row in rows:
@@ -416,29 +419,29 @@ def _record(
             delivery.visible_at = now + timedelta(seconds=delay)
             report.retrying += 1
             report.next_retry_in = delay if report.next_retry_in is None else min(report.next_retry_in, delay)
+        event = delivery.event
         audit.append(
-            AuditEntry(
-                occurred_at=now,
-                kind=AuditEntry.Kind.ATTEMPT,
-                event_id=delivery.event.event_id,
-                event_type=delivery.event.type,
-                correlation_id=delivery.event.correlation_id,
-                entity_key=delivery.event.key,
-                subscription=subscription.name,
-                delivery_id=delivery.id,
-                attempt=delivery.total_attempts,
-                outcome="succeeded"
-                if outcome.ok
-                else ("dead" if delivery.status == Delivery.Status.DEAD else "failed"),
-                http_status=outcome.http_status,
-                duration_ms=outcome.duration_ms,
-                delay_seconds=delay,
-                error=outcome.error,
-                data={"counted": count_attempt, "attempt_in_round": delivery.attempts},
+            (
+                now,
+                AuditEntry.Kind.ATTEMPT,
+                event.event_id,
+                event.type,
+                event.correlation_id,
+                event.key,
+                subscription.name,
+                "",
+                "succeeded" if outcome.ok else ("dead" if delivery.status == Delivery.Status.DEAD else "failed"),
+                outcome.error,
+                {"counted": count_attempt, "attempt_in_round": delivery.attempts},
+                delivery.id,
+                delivery.total_attempts,
+                outcome.http_status,
+                outcome.duration_ms,
+                delay,
             )
         )
     _save_outcomes(deliveries, now)
-    copy_insert(AuditEntry, audit, ATTEMPT_FIELDS)
+    copy_rows(AuditEntry, ATTEMPT_FIELDS, audit)
     if newly_dead:
         _raise_alarm(subscription)
     elif report.succeeded and subscription.alarm_state == Subscription.Alarm.ALARM:
