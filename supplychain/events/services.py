@@ -300,6 +300,8 @@ def process_deliveries(*, subscription_id: int, batch_size: int | None = None, t
             outcomes = transport.post_deliveries(subscription, claimed)
             with transaction.atomic():
                 _record(subscription, claimed, outcomes, report)
+        if len(claimed) < batch_size:
+            break  # drained: free the worker for the relay and other subscriptions; new events kick anew
     if report.next_retry_in is not None and report.next_retry_in <= _setting("EVENTS_COUNTDOWN_MAX", 300):
         kick_deliveries([subscription], countdown=report.next_retry_in + 0.1)
     return report
