@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -71,6 +72,9 @@ class Command(BaseCommand):
         if settings.USES_EMBEDDED_BROKER:
             broker = embedded.start(settings.EMBEDDED_BROKER_DIR)
             self.stdout.write(f"embedded broker: {settings.CELERY_BROKER_URL}")
+        # Counters of an earlier run's processes would be summed in forever: start the metrics afresh.
+        for stale in Path(settings.PROMETHEUS_MULTIPROC_DIR).glob("*.db"):
+            stale.unlink()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         celery = [sys.executable, "-m", "celery", "-A", "supplychain"]
         flower_auth = os.environ.get(
