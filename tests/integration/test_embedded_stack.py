@@ -21,6 +21,16 @@ from tests.processes import ROOT, ManagedProcess
 pytestmark = pytest.mark.integration
 
 WEB_PORT, FLOWER_PORT = 18000, 15555
+PUBLISH_ON_SQLITE = """
+from django.db import transaction
+from supplychain.events.models import Subscription
+from supplychain.events.services import publish
+for name in ("probe-a", "probe-b"):
+    Subscription.objects.create(name=name, event_types=["probe.*"], target="handler", handler=name)
+with transaction.atomic():
+    for quantity in (1, 2, 3):
+        publish("probe.thing_happened", {"sku": "ham", "quantity": quantity})
+"""
 
 
 def http(method: str, url: str, headers: dict | None = None, body: bytes | None = None) -> tuple[int, dict]:
@@ -93,6 +103,15 @@ def test_run_stack_on_the_embedded_default(embedded_env, tmp_path):
             time.sleep(0.5)
         assert seen.get(queued["task_id"], {}).get("state") == "SUCCESS", seen
         assert seen[queued["task_id"]]["name"] == "supplychain.ping"
+
+        created = manage(embedded_env, "shell", "-v", "0", "-c", PUBLISH_ON_SQLITE)
+        assert created.returncode == 0, created.stderr
+        count_effects = "from tests.probe.models import Effect; print(Effect.objects.count())"
+        stack.wait_until(
+            lambda: manage(embedded_env, "shell", "-v", "0", "-c", count_effects).stdout.strip() == "6",
+            timeout=60,
+            what="3 events delivered to 2 subscribers on SQLite + the embedded broker",
+        )
 
         checked = manage(embedded_env, "selfcheck", "--timeout", "60", timeout=240)
         assert checked.returncode == 0, checked.stdout + checked.stderr
