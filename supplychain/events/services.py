@@ -498,6 +498,37 @@ def _clear_alarm_if_no_dead(subscription: Subscription) -> None:
         subscription.alarm_state = Subscription.Alarm.OK
 
 
+# ---- Inbound messages -----------------------------------------------------------------------------
+
+
+def record_received(
+    *,
+    partner: str,
+    message_type: str,
+    entity_key: str = "",
+    outcome: str = "accepted",
+    error: str = "",
+    data: dict | None = None,
+    correlation_id: str | None = None,
+) -> AuditEntry:
+    """Audit one inbound message (a webhook call, a dropped file), accepted or refused.
+
+    Written outside the caller's transaction on purpose when the caller refuses the message: the
+    refusal itself must stay on record.
+    """
+    return AuditEntry.objects.create(
+        occurred_at=timezone.now(),
+        kind=AuditEntry.Kind.RECEIVED,
+        event_type=message_type[:100],
+        correlation_id=(correlation_id if correlation_id is not None else get_guid() or "")[:100],
+        entity_key=entity_key[:200],
+        partner=partner[:100],
+        outcome=outcome[:20],
+        error=error,
+        data=data or {},
+    )
+
+
 # ---- Sweep and redrive --------------------------------------------------------------------------
 
 

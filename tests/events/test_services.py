@@ -202,3 +202,47 @@ def test_database_refuses_audit_updates_too():
     entry = AuditEntry.objects.get(event_id=event.event_id)
     with pytest.raises(DatabaseError, match="immutable"), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("UPDATE events_auditentry SET outcome = 'x' WHERE id = %s", [entry.pk])
+
+
+def test_http_subscriber_declaring_batches_gets_one_signed_post_for_many_events():
+    from supplychain.events import signing
+    from tests.httpserver import Endpoint
+
+    with Endpoint() as endpoint:
+        subscription = SubscriptionFactory(
+            target="http", handler="", url=endpoint.url, secret="batch-secret", max_batch_size=10
+        )
+        events = [services.publish(THING, {"sku": "ham", "quantity": n + 1}) for n in range(5)]
+        services.relay_pending()
+        report = services.process_deliveries(subscription_id=subscription.id)
+    assert report.succeeded == 5
+    assert len(endpoint.received) == 1
+    request = endpoint.received[0]
+    assert request.headers["X-Supplychain-Batch-Size"] == "5"
+    assert sorted(e["id"] for e in request.json["events"]) == sorted(str(e.event_id) for e in events)
+    assert signing.verify("batch-secret", request.body, request.headers["X-Supplychain-Signature"])
+
+
+def test_one_bad_event_in_a_batch_handler_fails_alone():
+    subscription = SubscriptionFactory(handler="probe-a", max_attempts=3)
+    good = [services.publish(THING, {"sku": "ham", "quantity": n + 1}) for n in range(3)]
+    bad = services.publish(THING, {"sku": "ham", "quantity": 9, "started_file": "/nonexistent-dir/x"})
+    services.relay_pending()
+    report = services.process_deliveries(subscription_id=subscription.id)
+    assert report.succeeded == 3
+    assert report.retrying == 1
+    assert Effect.objects.filter(handler="probe-a").count() == 3
+    assert Delivery.objects.get(event=bad).status == "pending"
+    assert {d.status for d in Delivery.objects.filter(event__in=good)} == {"succeeded"}
+
+
+def test_inbound_messages_are_audited():
+    entry = services.record_received(
+        partner="courier",
+        message_type="courier.status",
+        entity_key="order-9",
+        outcome="refused",
+        error="bad signature",
+        data={"status": "complete"},
+    )
+    assert AuditEntry.objects.get(pk=entry.pk).kind == "received"
