@@ -1,1 +1,231 @@
-"""Data and invariants of stock (filled in by its capability's issue)."""
+"""Data and invariants of stock: ingredients, recipes, batches, levels, the movement ledger, reservations.
+
+Levels change only together with a ledger row, in one transaction (see ``stock/services.py``). Always:
+ledger sum = on hand = remaining on active batches; reserved = open allocations; reserved <= on hand.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import F, Q
+
+QUANTITY = {"max_digits": 14, "decimal_places": 3}
+
+
+class Ingredient(models.Model):
+    class Unit(models.TextChoices):
+        GRAM = "g", "gram"
+        KILOGRAM = "kg", "kilogram"
+        MILLILITRE = "ml", "millilitre"
+        LITRE = "l", "litre"
+        UNIT = "unit", "unit"
+
+    sku = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    unit = models.CharField(max_length=8, choices=Unit.choices, default=Unit.UNIT)
+    low_stock_threshold = models.DecimalField(**QUANTITY, default=Decimal(0))
+
+    class Meta:
+        ordering = ["sku"]
+
+    def __str__(self) -> str:
+        return self.sku
+
+
+class Supplier(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Recipe(models.Model):
+    """A bill of materials: what one portion needs (used by orders and forecasting)."""
+
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class RecipeIngredient(models.Model):
+    recipe = models.ForeignKey(Recipe, on_delete=models.CASCADE, related_name="lines")
+    ingredient = models.ForeignKey(Ingredient, on_delete=models.PROTECT)
+    quantity_per_portion = models.DecimalField(**QUANTITY)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["recipe", "ingredient"], name="recipe_ingredient_once"),
+            models.CheckConstraint(condition=Q(quantity_per_portion__gt=0), name="recipe_quantity_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.recipe_id}: {self.quantity_per_portion} {self.ingredient_id}"
+
+
+class Receipt(models.Model):
+    """One CSV receipt file; identified by its key and content hash, so ingesting it twice changes nothing."""
+
+    class Status(models.TextChoices):
+        PROCESSED = "processed", "Processed"
+        FAILED = "failed", "Failed"
+
+    key = models.CharField(max_length=500, unique=True)
+    sha256 = models.CharField(max_length=64)
+    source = models.CharField(max_length=20, help_text="upload, folder, s3")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PROCESSED)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_ingested = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="[{line, column, reason}] per bad row.")
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Batch(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        DEPLETED = "depleted", "Depleted"
+        EXPIRED = "expired", "Expired"
+
+    ingredient = models.ForeignKey(Ingredient, on_delete=models.PROTECT, related_name="batches")
+    lot = models.CharField(max_length=100)
+    supplier = models.ForeignKey(Supplier, null=True, blank=True, on_delete=models.PROTECT)
+    receipt = models.ForeignKey(Receipt, null=True, blank=True, on_delete=models.PROTECT, related_name="batches")
+    source_line = models.PositiveIntegerField(null=True, blank=True)
+    received_at = models.DateTimeField()
+    best_before = models.DateField()
+    quantity_received = models.DecimalField(**QUANTITY)
+    quantity_remaining = models.DecimalField(**QUANTITY)
+    quantity_reserved = models.DecimalField(**QUANTITY, default=Decimal(0))
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+
+    class Meta:
+        ordering = ["best_before", "id"]
+        verbose_name_plural = "batches"
+        constraints = [
+            models.UniqueConstraint(fields=["ingredient", "lot"], name="one_lot_per_ingredient"),
+            models.CheckConstraint(condition=Q(quantity_remaining__gte=0), name="batch_remaining_not_negative"),
+            models.CheckConstraint(condition=Q(quantity_reserved__gte=0), name="batch_reserved_not_negative"),
+            models.CheckConstraint(
+                condition=Q(quantity_reserved__lte=F("quantity_remaining")), name="batch_reserved_within_remaining"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["ingredient", "best_before"], condition=Q(status="active"), name="batch_fefo_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.ingredient_id}/{self.lot}"
+
+    @property
+    def quantity_available(self) -> Decimal:
+        return self.quantity_remaining - self.quantity_reserved
+
+
+class StockLevel(models.Model):
+    ingredient = models.OneToOneField(Ingredient, on_delete=models.PROTECT, primary_key=True, related_name="level")
+    on_hand = models.DecimalField(**QUANTITY, default=Decimal(0))
+    reserved = models.DecimalField(**QUANTITY, default=Decimal(0))
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["ingredient"]
+        constraints = [
+            models.CheckConstraint(condition=Q(on_hand__gte=0), name="level_on_hand_not_negative"),
+            models.CheckConstraint(condition=Q(reserved__gte=0), name="level_reserved_not_negative"),
+            models.CheckConstraint(condition=Q(reserved__lte=F("on_hand")), name="level_reserved_within_on_hand"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.ingredient_id}: {self.on_hand} on hand, {self.reserved} reserved"
+
+    @property
+    def available(self) -> Decimal:
+        return self.on_hand - self.reserved
+
+
+class Reservation(models.Model):
+    class Status(models.TextChoices):
+        RESERVED = "reserved", "Reserved"
+        COMMITTED = "committed", "Committed (picked)"
+        RELEASED = "released", "Released"
+        REJECTED = "rejected", "Rejected"
+
+    transaction_id = models.CharField(max_length=100, unique=True)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    request_hash = models.CharField(max_length=64)
+    request = models.JSONField()
+    response_status = models.PositiveSmallIntegerField()
+    response = models.JSONField(help_text="The first answer, replayed to identical repeats.")
+    needed_by = models.DateField(null=True, blank=True)
+    hold_until = models.DateTimeField(null=True, blank=True)
+    at_risk = models.BooleanField(default=False, help_text="Part of it could not be re-allocated after an expiry.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["hold_until"], condition=Q(status="reserved"), name="reservation_hold_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.transaction_id} ({self.status})"
+
+
+class Allocation(models.Model):
+    """Part of a reservation taken from one batch (first-expiring first)."""
+
+    reservation = models.ForeignKey(Reservation, on_delete=models.CASCADE, related_name="allocations")
+    batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="allocations")
+    ingredient = models.ForeignKey(Ingredient, on_delete=models.PROTECT)
+    quantity = models.DecimalField(**QUANTITY)
+    open = models.BooleanField(default=True, help_text="Still held (not yet committed, released or moved).")
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(quantity__gt=0), name="allocation_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.reservation_id}: {self.quantity} from {self.batch_id}"
+
+
+class Movement(models.Model):
+    """The append-only ledger: every change of on hand or reserved, with why."""
+
+    class Kind(models.TextChoices):
+        RECEIPT = "receipt", "Receipt"
+        RESERVE = "reserve", "Reserve"
+        RELEASE = "release", "Release"
+        CONSUME = "consume", "Consume"
+        EXPIRE = "expire", "Expire"
+        ADJUST = "adjust", "Adjust"
+
+    ingredient = models.ForeignKey(Ingredient, on_delete=models.PROTECT, related_name="movements")
+    batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.PROTECT)
+    reservation = models.ForeignKey(Reservation, null=True, blank=True, on_delete=models.PROTECT)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    on_hand_delta = models.DecimalField(**QUANTITY)
+    reserved_delta = models.DecimalField(**QUANTITY, default=Decimal(0))
+    created_at = models.DateTimeField(auto_now_add=True)
+    note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["ingredient", "id"], name="movement_ingredient_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.ingredient_id} {self.on_hand_delta:+}"

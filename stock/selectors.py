@@ -1,0 +1,81 @@
+"""Reads of stock: levels, batches expiring soon, traceability, and the invariant audit."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from stock.models import Allocation, Batch, Ingredient, Movement, StockLevel
+
+ZERO = Decimal(0)
+
+
+def stock_levels():
+    """Every ingredient with its level (zero when it never had stock)."""
+    return Ingredient.objects.select_related("level").order_by("sku")
+
+
+def batches_expiring_within(days: int):
+    until = timezone.localdate() + timedelta(days=days)
+    return Batch.objects.filter(status=Batch.Status.ACTIVE, best_before__lte=until).order_by("best_before", "id")
+
+
+def batch_trace(batch: Batch):
+    """Every reservation this batch went into, with quantity and state."""
+    return Allocation.objects.filter(batch=batch).select_related("reservation").order_by("reservation__created_at")
+
+
+def invariant_violations() -> list[str]:
+    """What breaks "ledger sum = on hand = remaining on active batches; reserved = open allocations <= on hand"."""
+    problems = []
+    ledger = {
+        row["ingredient_id"]: (row["on_hand"] or ZERO, row["reserved"] or ZERO)
+        for row in Movement.objects.values("ingredient_id").annotate(
+            on_hand=Sum("on_hand_delta"), reserved=Sum("reserved_delta")
+        )
+    }
+    remaining = dict(
+        Batch.objects.filter(status=Batch.Status.ACTIVE)
+        .values("ingredient_id")
+        .annotate(total=Sum("quantity_remaining"))
+        .values_list("ingredient_id", "total")
+    )
+    allocated = dict(
+        Allocation.objects.filter(open=True)
+        .values("ingredient_id")
+        .annotate(total=Sum("quantity"))
+        .values_list("ingredient_id", "total")
+    )
+    batch_reserved = dict(
+        Batch.objects.values("ingredient_id")
+        .annotate(total=Sum("quantity_reserved"))
+        .values_list("ingredient_id", "total")
+    )
+    for level in StockLevel.objects.select_related("ingredient"):
+        sku = level.ingredient.sku
+        ledger_on_hand, ledger_reserved = ledger.get(level.ingredient_id, (ZERO, ZERO))
+        checks = {
+            "ledger on hand": ledger_on_hand,
+            "remaining on active batches": remaining.get(level.ingredient_id) or ZERO,
+        }
+        for name, value in checks.items():
+            if value != level.on_hand:
+                problems.append(f"{sku}: on hand {level.on_hand} != {name} {value}")
+        for name, value in {
+            "ledger reserved": ledger_reserved,
+            "open allocations": allocated.get(level.ingredient_id) or ZERO,
+            "reserved on batches": batch_reserved.get(level.ingredient_id) or ZERO,
+        }.items():
+            if value != level.reserved:
+                problems.append(f"{sku}: reserved {level.reserved} != {name} {value}")
+        if level.reserved > level.on_hand or level.available < 0:
+            problems.append(f"{sku}: reserved {level.reserved} exceeds on hand {level.on_hand}")
+    bad_batches = Batch.objects.filter(Q(quantity_remaining__lt=0) | Q(quantity_reserved__gt=0, status="expired"))
+    problems.extend(
+        f"batch {b.pk}: remaining {b.quantity_remaining}, reserved {b.quantity_reserved}, {b.status}"
+        for b in bad_batches
+    )
+    return problems

@@ -1,0 +1,829 @@
+"""Writes of stock: receipts, reservations (reserve, commit, release), expiry, holds.
+
+Every change of a level happens with its ledger rows in one transaction, under the level rows' locks
+taken in ascending ingredient order. The level lock guards every batch of that ingredient too, so
+concurrent reservations, receipts and the expiry sweep never oversell and never deadlock.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import PurePosixPath
+from typing import BinaryIO
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from stock.models import Allocation, Batch, Ingredient, Movement, Receipt, Reservation, StockLevel, Supplier
+from supplychain.core.errors import Conflict, DomainError, NotFound, Unprocessable
+from supplychain.events.services import NewEvent, publish_many
+
+logger = logging.getLogger(__name__)
+ZERO = Decimal(0)
+
+
+# ---- Errors ---------------------------------------------------------------------------------------
+
+
+class UnknownSku(DomainError):
+    status = 400
+    type = "unknown_sku"
+    title = "Unknown ingredient."
+
+
+class TransactionIdReused(Unprocessable):
+    type = "transaction_id_reused"
+    title = "This transaction id was used with a different request."
+
+
+class ReservationNotFound(NotFound):
+    type = "reservation_not_found"
+    title = "No reservation with this transaction id."
+
+
+class ReservationClosed(Conflict):
+    type = "reservation_closed"
+    title = "The reservation is no longer open."
+
+
+class ReceiptConflict(Conflict):
+    type = "receipt_conflict"
+    title = "A different file was already received under this key."
+
+
+# ---- Levels and the ledger ------------------------------------------------------------------------
+
+
+class LevelBook:
+    """The locked levels of one transaction; collects ledger rows and the events their changes cause."""
+
+    def __init__(self, ingredient_ids: Iterable[int]):
+        ids = sorted(set(ingredient_ids))
+        StockLevel.objects.bulk_create([StockLevel(ingredient_id=i) for i in ids], ignore_conflicts=True)
+        self.levels = {
+            level.ingredient_id: level
+            for level in StockLevel.objects.select_for_update()
+            .select_related("ingredient")
+            .filter(ingredient_id__in=ids)
+            .order_by("ingredient_id")
+        }
+        self.before = {i: (level.on_hand, level.reserved) for i, level in self.levels.items()}
+        self.movements: list[Movement] = []
+
+    def move(
+        self,
+        kind: str,
+        ingredient_id: int,
+        *,
+        on_hand=ZERO,
+        reserved=ZERO,
+        batch_id=None,
+        reservation_id=None,
+        note: str = "",
+    ) -> None:
+        level = self.levels[ingredient_id]
+        level.on_hand += on_hand
+        level.reserved += reserved
+        self.movements.append(
+            Movement(
+                ingredient_id=ingredient_id,
+                kind=kind,
+                on_hand_delta=on_hand,
+                reserved_delta=reserved,
+                batch_id=batch_id,
+                reservation_id=reservation_id,
+                note=note,
+            )
+        )
+
+    def save(self) -> list[NewEvent]:
+        """Write the levels and ledger; return the level_changed / low events to publish."""
+        Movement.objects.bulk_create(self.movements, batch_size=2000)
+        events = []
+        for ingredient_id, level in self.levels.items():
+            if (level.on_hand, level.reserved) == self.before[ingredient_id]:
+                continue
+            StockLevel.objects.filter(pk=ingredient_id).update(
+                on_hand=level.on_hand, reserved=level.reserved, updated_at=timezone.now()
+            )
+            ingredient = level.ingredient
+            events.append(
+                NewEvent(
+                    "stock.level_changed",
+                    {
+                        "sku": ingredient.sku,
+                        "on_hand": str(level.on_hand),
+                        "reserved": str(level.reserved),
+                        "available": str(level.available),
+                        "unit": ingredient.unit,
+                    },
+                    key=ingredient.sku,
+                )
+            )
+            old_available = self.before[ingredient_id][0] - self.before[ingredient_id][1]
+            threshold = ingredient.low_stock_threshold
+            if old_available >= threshold > level.available:
+                events.append(
+                    NewEvent(
+                        "stock.low",
+                        {"sku": ingredient.sku, "available": str(level.available), "threshold": str(threshold)},
+                        key=ingredient.sku,
+                    )
+                )
+        return events
+
+
+# ---- Reservations ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Item:
+    sku: str
+    quantity: Decimal
+
+
+def _canonical(transaction_id: str, items: list[Item], needed_by: date | None, hold_seconds: int | None) -> dict:
+    return {
+        "transaction_id": transaction_id,
+        "items": [{"sku": item.sku, "quantity": str(item.quantity.normalize())} for item in items],
+        "needed_by": needed_by.isoformat() if needed_by else None,
+        "hold_seconds": hold_seconds,
+    }
+
+
+def reserve_stock(
+    *, transaction_id: str, items: list[Item], needed_by: date | None = None, hold_seconds: int | None = None
+) -> Reservation:
+    """Reserve every item or nothing, first-expiring batches first; idempotent on ``transaction_id``.
+
+    Returns the reservation; its ``response_status`` is 201 (reserved) or 409 (rejected: nothing
+    reserved, the shortages in ``response``). Repeating the same request returns the same reservation;
+    the same id with a different request raises ``TransactionIdReused`` (422).
+    """
+    request = _canonical(transaction_id, items, needed_by, hold_seconds)
+    digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+    existing = Reservation.objects.filter(transaction_id=transaction_id).first()
+    if existing is not None:
+        return _replay(existing, digest)
+    try:
+        with transaction.atomic():
+            return _reserve(request, digest, items, needed_by, hold_seconds)
+    except IntegrityError:
+        # A concurrent request with the same id committed first: answer as a repeat of it.
+        return _replay(Reservation.objects.get(transaction_id=transaction_id), digest)
+
+
+def _replay(reservation: Reservation, digest: str) -> Reservation:
+    if reservation.request_hash != digest:
+        raise TransactionIdReused(
+            f"Transaction {reservation.transaction_id} was already used with a different request.",
+            errors={"transaction_id": ["Already used with a different body."]},
+        )
+    return reservation
+
+
+def _ingredients_for(items: list[Item]) -> dict[str, Ingredient]:
+    found = {i.sku: i for i in Ingredient.objects.filter(sku__in=[item.sku for item in items])}
+    unknown = {f"items.{n}.sku": ["Unknown sku."] for n, item in enumerate(items) if item.sku not in found}
+    if unknown:
+        raise UnknownSku("Unknown sku in the request.", errors=unknown)
+    return found
+
+
+def _eligible_batches(ingredient_ids: list[int], not_before: date) -> dict[int, list[Batch]]:
+    """Active batches that last until ``not_before``, first-expiring first, per ingredient."""
+    by_ingredient: dict[int, list[Batch]] = defaultdict(list)
+    query = Batch.objects.filter(
+        ingredient_id__in=ingredient_ids, status=Batch.Status.ACTIVE, best_before__gte=not_before
+    ).order_by("best_before", "id")
+    for batch in query:
+        if batch.quantity_available > 0:
+            by_ingredient[batch.ingredient_id].append(batch)
+    return by_ingredient
+
+
+def _reserve(request, digest, items, needed_by, hold_seconds) -> Reservation:
+    ingredients = _ingredients_for(items)
+    book = LevelBook(ingredient.id for ingredient in ingredients.values())
+    today = timezone.localdate()
+    not_before = max(today, needed_by) if needed_by else today
+    batches = _eligible_batches([i.id for i in ingredients.values()], not_before)
+    shortages = []
+    for item in items:
+        ingredient = ingredients[item.sku]
+        available = min(
+            sum((b.quantity_available for b in batches[ingredient.id]), ZERO), book.levels[ingredient.id].available
+        )
+        if available < item.quantity:
+            shortages.append({"sku": item.sku, "requested": str(item.quantity), "available": str(available)})
+    now = timezone.now()
+    reservation = Reservation(
+        transaction_id=request["transaction_id"],
+        request_hash=digest,
+        request=request,
+        needed_by=needed_by,
+        hold_until=now + timedelta(seconds=hold_seconds) if hold_seconds else None,
+    )
+    if shortages:
+        reservation.status = Reservation.Status.REJECTED
+        reservation.response_status = 409
+        reservation.closed_at = now
+        reservation.response = {
+            "type": "insufficient_stock",
+            "title": "Not enough stock; nothing was reserved.",
+            "status": 409,
+            "detail": "; ".join(
+                f"{s['sku']}: {s['requested']} requested, {s['available']} available" for s in shortages
+            ),
+            "errors": {},
+            "transaction_id": reservation.transaction_id,
+            "shortages": shortages,
+        }
+        reservation.save()
+        publish_many(
+            [
+                NewEvent(
+                    "stock.reservation_rejected",
+                    {"transaction_id": reservation.transaction_id, "shortages": shortages},
+                    key=reservation.transaction_id,
+                )
+            ]
+        )
+        return reservation
+
+    reservation.status = Reservation.Status.RESERVED
+    reservation.response_status = 201
+    reservation.response = {}
+    reservation.save()
+    allocations = []
+    for item in items:
+        ingredient = ingredients[item.sku]
+        needed = item.quantity
+        for batch in batches[ingredient.id]:
+            if needed <= 0:
+                break
+            take = min(needed, batch.quantity_available)
+            if take <= 0:
+                continue
+            needed -= take
+            batch.quantity_reserved += take
+            Batch.objects.filter(pk=batch.pk).update(quantity_reserved=F("quantity_reserved") + take)
+            allocations.append(Allocation(reservation=reservation, batch=batch, ingredient=ingredient, quantity=take))
+            book.move(
+                Movement.Kind.RESERVE, ingredient.id, reserved=take, batch_id=batch.id, reservation_id=reservation.id
+            )
+    Allocation.objects.bulk_create(allocations)
+    reservation.response = reservation_document(reservation)
+    Reservation.objects.filter(pk=reservation.pk).update(response=reservation.response)
+    events = book.save()
+    events.append(NewEvent("stock.reservation_created", _event_body(reservation), key=reservation.transaction_id))
+    publish_many(events)
+    return reservation
+
+
+def reservation_document(reservation: Reservation) -> dict:
+    """The reservation as the API shows it: status and, per item, the batches it came from."""
+    lines: dict[str, dict] = {}
+    allocations = (
+        Allocation.objects.filter(reservation=reservation)
+        .select_related("batch__supplier", "ingredient")
+        .order_by("ingredient__sku", "batch__best_before", "batch_id")
+    )
+    for allocation in allocations:
+        line = lines.setdefault(
+            allocation.ingredient.sku, {"sku": allocation.ingredient.sku, "quantity": ZERO, "batches": []}
+        )
+        line["quantity"] += allocation.quantity
+        batch = allocation.batch
+        line["batches"].append(
+            {
+                "batch_id": batch.id,
+                "lot": batch.lot,
+                "best_before": batch.best_before.isoformat(),
+                "supplier": batch.supplier.name if batch.supplier else None,
+                "quantity": str(allocation.quantity),
+                "open": allocation.open,
+            }
+        )
+    for line in lines.values():
+        line["quantity"] = str(line["quantity"])
+    return {
+        "transaction_id": reservation.transaction_id,
+        "status": reservation.status,
+        "needed_by": reservation.needed_by.isoformat() if reservation.needed_by else None,
+        "hold_until": reservation.hold_until.isoformat() if reservation.hold_until else None,
+        "at_risk": reservation.at_risk,
+        "items": list(lines.values()),
+    }
+
+
+def _event_body(reservation: Reservation) -> dict:
+    return {
+        "transaction_id": reservation.transaction_id,
+        "items": [
+            {"sku": row["ingredient__sku"], "batch_id": row["batch_id"], "quantity": str(row["quantity"])}
+            for row in Allocation.objects.filter(reservation=reservation).values(
+                "ingredient__sku", "batch_id", "quantity"
+            )
+        ],
+    }
+
+
+def _locked_open(transaction_id: str) -> tuple[Reservation, LevelBook, list[Allocation]] | Reservation:
+    """Lock the reservation's levels (ingredient order) and then the reservation itself."""
+    reservation = Reservation.objects.filter(transaction_id=transaction_id).first()
+    if reservation is None:
+        raise ReservationNotFound(f"No reservation {transaction_id!r}.")
+    ingredient_ids = list(Allocation.objects.filter(reservation=reservation).values_list("ingredient_id", flat=True))
+    book = LevelBook(ingredient_ids)
+    reservation = Reservation.objects.select_for_update().get(pk=reservation.pk)
+    allocations = list(Allocation.objects.filter(reservation=reservation, open=True).select_related("batch"))
+    return reservation, book, allocations
+
+
+@transaction.atomic
+def commit_reservation(*, transaction_id: str) -> Reservation:
+    """Consume the allocated stock (picked). Committing twice changes nothing."""
+    reservation, book, allocations = _locked_open(transaction_id)
+    if reservation.status == Reservation.Status.COMMITTED:
+        return reservation
+    if reservation.status != Reservation.Status.RESERVED:
+        raise ReservationClosed(f"Reservation {transaction_id} is {reservation.status}.")
+    for allocation in allocations:
+        batch = allocation.batch
+        remaining = batch.quantity_remaining - allocation.quantity
+        Batch.objects.filter(pk=batch.pk).update(
+            quantity_remaining=F("quantity_remaining") - allocation.quantity,
+            quantity_reserved=F("quantity_reserved") - allocation.quantity,
+            status=Batch.Status.DEPLETED if remaining == 0 else batch.status,
+        )
+        book.move(
+            Movement.Kind.CONSUME,
+            allocation.ingredient_id,
+            on_hand=-allocation.quantity,
+            reserved=-allocation.quantity,
+            batch_id=batch.id,
+            reservation_id=reservation.id,
+        )
+    Allocation.objects.filter(id__in=[a.id for a in allocations]).update(open=False)
+    return _close(reservation, book, Reservation.Status.COMMITTED, "stock.reservation_committed")
+
+
+@transaction.atomic
+def release_reservation(*, transaction_id: str, note: str = "") -> Reservation:
+    """Return the allocated stock. Releasing twice changes nothing."""
+    reservation, book, allocations = _locked_open(transaction_id)
+    if reservation.status == Reservation.Status.RELEASED:
+        return reservation
+    if reservation.status != Reservation.Status.RESERVED:
+        raise ReservationClosed(f"Reservation {transaction_id} is {reservation.status}.")
+    for allocation in allocations:
+        Batch.objects.filter(pk=allocation.batch_id).update(
+            quantity_reserved=F("quantity_reserved") - allocation.quantity
+        )
+        book.move(
+            Movement.Kind.RELEASE,
+            allocation.ingredient_id,
+            reserved=-allocation.quantity,
+            batch_id=allocation.batch_id,
+            reservation_id=reservation.id,
+            note=note,
+        )
+    Allocation.objects.filter(id__in=[a.id for a in allocations]).update(open=False)
+    return _close(reservation, book, Reservation.Status.RELEASED, "stock.reservation_released")
+
+
+def _close(reservation: Reservation, book: LevelBook, status: str, event_type: str) -> Reservation:
+    body = _event_body(reservation)
+    reservation.status = status
+    reservation.closed_at = timezone.now()
+    reservation.save(update_fields=["status", "closed_at"])
+    events = book.save()
+    events.append(NewEvent(event_type, body, key=reservation.transaction_id))
+    publish_many(events)
+    return reservation
+
+
+def release_expired_holds(*, now=None, limit: int = 500) -> int:
+    """Release reservations whose hold time has passed without a commit (run by beat)."""
+    now = now or timezone.now()
+    due = list(
+        Reservation.objects.filter(status=Reservation.Status.RESERVED, hold_until__lte=now)
+        .order_by("hold_until")
+        .values_list("transaction_id", flat=True)[:limit]
+    )
+    released = 0
+    for transaction_id in due:
+        try:
+            release_reservation(transaction_id=transaction_id, note="hold time passed")
+            released += 1
+        except ReservationClosed:
+            continue  # committed meanwhile
+    return released
+
+
+# ---- Expiry ---------------------------------------------------------------------------------------
+
+
+def expire_batches(*, today: date | None = None) -> int:
+    """Take batches past best-before out of stock, one ingredient per transaction; returns how many."""
+    today = today or timezone.localdate()
+    ingredient_ids = sorted(
+        set(
+            Batch.objects.filter(status=Batch.Status.ACTIVE, best_before__lt=today).values_list(
+                "ingredient_id", flat=True
+            )
+        )
+    )
+    expired = 0
+    for ingredient_id in ingredient_ids:
+        expired += _expire_ingredient(ingredient_id, today)
+    return expired
+
+
+@transaction.atomic
+def _expire_ingredient(ingredient_id: int, today: date) -> int:
+    book = LevelBook([ingredient_id])
+    expiring = list(
+        Batch.objects.filter(ingredient_id=ingredient_id, status=Batch.Status.ACTIVE, best_before__lt=today).order_by(
+            "best_before", "id"
+        )
+    )
+    if not expiring:
+        return 0
+    events = []
+    at_risk: dict[int, dict] = {}
+    for batch in expiring:
+        for allocation in Allocation.objects.filter(batch=batch, open=True).select_related("reservation"):
+            missing = _reallocate(book, allocation, today)
+            if missing > 0:
+                at_risk.setdefault(allocation.reservation_id, {"reservation": allocation.reservation, "items": []})
+                at_risk[allocation.reservation_id]["items"].append(
+                    {"sku": book.levels[ingredient_id].ingredient.sku, "batch_id": batch.id, "missing": str(missing)}
+                )
+        batch.refresh_from_db()
+        book.move(
+            Movement.Kind.EXPIRE,
+            ingredient_id,
+            on_hand=-batch.quantity_remaining,
+            batch_id=batch.id,
+            note=f"best before {batch.best_before}",
+        )
+        Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.EXPIRED, quantity_remaining=ZERO)
+        events.append(
+            NewEvent(
+                "stock.batch_expired",
+                {
+                    "batch_id": batch.id,
+                    "sku": book.levels[ingredient_id].ingredient.sku,
+                    "lot": batch.lot,
+                    "best_before": batch.best_before.isoformat(),
+                    "quantity": str(batch.quantity_remaining),
+                },
+                key=f"batch-{batch.id}",
+            )
+        )
+    for entry in at_risk.values():
+        reservation = entry["reservation"]
+        Reservation.objects.filter(pk=reservation.pk).update(at_risk=True)
+        events.append(
+            NewEvent(
+                "stock.reservation_at_risk",
+                {"transaction_id": reservation.transaction_id, "items": entry["items"]},
+                key=reservation.transaction_id,
+            )
+        )
+    publish_many(book.save() + events)
+    return len(expiring)
+
+
+def _reallocate(book: LevelBook, allocation: Allocation, today: date) -> Decimal:
+    """Move an allocation off an expiring batch to the next eligible ones; return what could not move."""
+    reservation = allocation.reservation
+    not_before = max(today, reservation.needed_by) if reservation.needed_by else today
+    needed = allocation.quantity
+    candidates = Batch.objects.filter(
+        ingredient_id=allocation.ingredient_id, status=Batch.Status.ACTIVE, best_before__gte=not_before
+    ).exclude(pk=allocation.batch_id)
+    moved = []
+    for batch in candidates.order_by("best_before", "id"):
+        if needed <= 0:
+            break
+        take = min(needed, batch.quantity_available)
+        if take <= 0:
+            continue
+        needed -= take
+        Batch.objects.filter(pk=batch.pk).update(quantity_reserved=F("quantity_reserved") + take)
+        moved.append(
+            Allocation(reservation=reservation, batch=batch, ingredient_id=allocation.ingredient_id, quantity=take)
+        )
+        book.move(
+            Movement.Kind.RESERVE,
+            allocation.ingredient_id,
+            reserved=take,
+            batch_id=batch.id,
+            reservation_id=reservation.id,
+            note="moved off an expiring batch",
+        )
+    Allocation.objects.bulk_create(moved)
+    Batch.objects.filter(pk=allocation.batch_id).update(quantity_reserved=F("quantity_reserved") - allocation.quantity)
+    book.move(
+        Movement.Kind.RELEASE,
+        allocation.ingredient_id,
+        reserved=-allocation.quantity,
+        batch_id=allocation.batch_id,
+        reservation_id=reservation.id,
+        note="batch expired",
+    )
+    Allocation.objects.filter(pk=allocation.pk).update(open=False)
+    return needed
+
+
+# ---- Receipts -------------------------------------------------------------------------------------
+
+REQUIRED_COLUMNS = ("sku", "quantity", "best_before")
+OPTIONAL_COLUMNS = ("lot", "supplier")
+CHUNK_ROWS = 5000
+MAX_REPORTED_ERRORS = 1000
+
+
+@dataclass
+class ReceiptOutcome:
+    receipt: Receipt
+    outcome: str  # "processed" or "duplicate"
+
+
+@dataclass
+class _Row:
+    line: int
+    sku: str
+    quantity: Decimal
+    best_before: date
+    lot: str
+    supplier: str
+
+
+@dataclass
+class _Progress:
+    rows: int = 0
+    ingested: int = 0
+    errors: list = field(default_factory=list)
+    error_count: int = 0
+
+    def error(self, line: int, column: str, reason: str) -> None:
+        self.error_count += 1
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append({"line": line, "column": column, "reason": reason})
+
+
+class _HashingReader(io.RawIOBase):
+    """Reads a binary stream while hashing it, so a file is parsed and fingerprinted in one pass."""
+
+    def __init__(self, stream: BinaryIO):
+        self.stream, self.sha256 = stream, hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.stream.read(len(buffer))
+        self.sha256.update(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def file_sha256(stream: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: stream.read(1 << 20), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def ingest_receipt(
+    *, key: str, open_stream: Callable[[], BinaryIO], source: str, progress: Callable[[int, int], None] | None = None
+) -> ReceiptOutcome:
+    """Ingest one CSV receipt (``sku,quantity,best_before,lot,supplier``), streaming, all-or-nothing per file.
+
+    The same key and content again is a duplicate and changes nothing; the same key with other content
+    is refused (``ReceiptConflict``). Each row is checked on its own: good rows are ingested, bad ones
+    reported on the receipt with line, column and reason.
+    """
+    existing = Receipt.objects.filter(key=key).first()
+    if existing is None:
+        try:
+            with transaction.atomic():
+                return _ingest_new(key, open_stream, source, progress)
+        except IntegrityError:
+            existing = Receipt.objects.get(key=key)  # another worker ingested it meanwhile
+    with open_stream() as stream:
+        digest = file_sha256(stream)
+    if digest != existing.sha256:
+        raise ReceiptConflict(
+            f"{key} was already received with different content.",
+            errors={"key": ["Already received with different content."]},
+        )
+    return ReceiptOutcome(existing, "duplicate")
+
+
+def _ingest_new(key, open_stream, source, progress) -> ReceiptOutcome:
+    receipt = Receipt.objects.create(key=key, sha256="", source=source)  # holds the key against a 2nd worker
+    default_lot = PurePosixPath(key).stem or key
+    state = _Progress()
+    deltas: dict[int, Decimal] = defaultdict(lambda: ZERO)
+    with open_stream() as raw:
+        hashing = _HashingReader(raw)
+        text = io.TextIOWrapper(io.BufferedReader(hashing, 1 << 20), encoding="utf-8-sig", newline="")
+        reader = csv.reader(text)
+        header = _read_header(reader, state)
+        if header is not None:
+            seen_lots: set[tuple[str, str]] = set()
+            for chunk in _chunks(_parse_rows(reader, header, default_lot, state, seen_lots), CHUNK_ROWS):
+                _ingest_chunk(receipt, chunk, state, deltas)
+                if progress:
+                    progress(state.rows, state.ingested)
+        for _ in iter(lambda: hashing.read(1 << 20), b""):
+            pass  # hash the rest even if the header was bad
+    receipt.sha256 = hashing.sha256.hexdigest()
+    receipt.rows_total = state.rows
+    receipt.rows_ingested = state.ingested
+    receipt.errors = state.errors
+    receipt.status = Receipt.Status.PROCESSED if header is not None else Receipt.Status.FAILED
+    receipt.save()
+    book = LevelBook(deltas)
+    for ingredient_id, delta in deltas.items():
+        level = book.levels[ingredient_id]
+        level.on_hand += delta  # the ledger rows were written per batch with the batches
+    events = book.save()
+    events.append(
+        NewEvent(
+            "stock.receipt_processed",
+            {
+                "key": key,
+                "source": source,
+                "status": receipt.status,
+                "rows": state.rows,
+                "ingested": state.ingested,
+                "errors": state.error_count,
+            },
+            key=key,
+        )
+    )
+    publish_many(events)
+    return ReceiptOutcome(receipt, "processed")
+
+
+def _read_header(reader, state: _Progress) -> dict[str, int] | None:
+    try:
+        header = [column.strip().lower() for column in next(reader)]
+    except StopIteration:
+        state.error(1, "", "the file is empty")
+        return None
+    missing = [column for column in REQUIRED_COLUMNS if column not in header]
+    unknown = [column for column in header if column not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    if missing or unknown:
+        reason = "; ".join(
+            filter(
+                None,
+                [
+                    f"missing column(s): {', '.join(missing)}" if missing else "",
+                    f"unknown column(s): {', '.join(unknown)}" if unknown else "",
+                ],
+            )
+        )
+        state.error(1, "header", f"{reason}; expected sku,quantity,best_before[,lot][,supplier]")
+        return None
+    return {column: header.index(column) for column in header}
+
+
+def _parse_rows(reader, header, default_lot, state: _Progress, seen_lots) -> Iterator[_Row]:
+    today = timezone.localdate()
+    width = len(header)
+    for number, values in enumerate(reader, start=2):
+        if not values or all(not value.strip() for value in values):
+            continue
+        state.rows += 1
+        if len(values) < width:  # trailing optional fields (lot, supplier) may be left out
+            values = values + [""] * (width - len(values))
+        if len(values) > width:
+            state.error(number, "", f"expected {width} fields, found {len(values)}")
+            continue
+        cell = {column: values[index].strip() for column, index in header.items()}
+        missing = [column for column in REQUIRED_COLUMNS if not cell[column]]
+        if missing:
+            state.error(number, missing[0], "missing")
+            continue
+        row = _parse_row(number, cell, default_lot, today, state)
+        if row is None:
+            continue
+        if (row.sku, row.lot) in seen_lots:
+            state.error(number, "lot", f"lot {row.lot!r} appears twice for {row.sku} in this file")
+            continue
+        seen_lots.add((row.sku, row.lot))
+        yield row
+
+
+def _parse_row(number: int, cell: dict, default_lot: str, today: date, state: _Progress) -> _Row | None:
+    try:
+        quantity = Decimal(cell["quantity"])
+        if not quantity.is_finite():
+            raise InvalidOperation
+    except InvalidOperation:
+        state.error(number, "quantity", f"not a number: {cell['quantity']!r}")
+        return None
+    if quantity <= 0:
+        state.error(number, "quantity", f"must be positive, got {cell['quantity']}")
+        return None
+    if quantity.as_tuple().exponent < -3:
+        state.error(number, "quantity", "at most 3 decimal places")
+        return None
+    try:
+        best_before = date.fromisoformat(cell["best_before"])
+    except ValueError:
+        state.error(number, "best_before", f"not a date (YYYY-MM-DD): {cell['best_before']!r}")
+        return None
+    if best_before < today:
+        state.error(number, "best_before", f"{best_before} is already past")
+        return None
+    lot = cell.get("lot") or default_lot
+    if len(lot) > 100:
+        state.error(number, "lot", "longer than 100 characters")
+        return None
+    return _Row(number, cell["sku"], quantity, best_before, lot, cell.get("supplier", ""))
+
+
+def _chunks(rows: Iterator[_Row], size: int) -> Iterator[list[_Row]]:
+    chunk = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _ingest_chunk(receipt: Receipt, rows: list[_Row], state: _Progress, deltas: dict[int, Decimal]) -> None:
+    ingredients = dict(Ingredient.objects.filter(sku__in={r.sku for r in rows}).values_list("sku", "id"))
+    existing = set(
+        Batch.objects.filter(ingredient_id__in=ingredients.values(), lot__in={r.lot for r in rows}).values_list(
+            "ingredient_id", "lot"
+        )
+    )
+    suppliers = _suppliers({r.supplier for r in rows if r.supplier})
+    now = timezone.now()
+    batches = []
+    for row in rows:
+        ingredient_id = ingredients.get(row.sku)
+        if ingredient_id is None:
+            state.error(row.line, "sku", f"unknown sku {row.sku!r}")
+            continue
+        if (ingredient_id, row.lot) in existing:
+            state.error(row.line, "lot", f"lot {row.lot!r} of {row.sku} was already received")
+            continue
+        batches.append(
+            Batch(
+                ingredient_id=ingredient_id,
+                lot=row.lot,
+                supplier_id=suppliers.get(row.supplier),
+                receipt=receipt,
+                source_line=row.line,
+                received_at=now,
+                best_before=row.best_before,
+                quantity_received=row.quantity,
+                quantity_remaining=row.quantity,
+            )
+        )
+    Batch.objects.bulk_create(batches, batch_size=2000)
+    Movement.objects.bulk_create(
+        [
+            Movement(
+                ingredient_id=b.ingredient_id,
+                batch_id=b.id,
+                kind=Movement.Kind.RECEIPT,
+                on_hand_delta=b.quantity_received,
+                note=receipt.key[:200],
+            )
+            for b in batches
+        ],
+        batch_size=2000,
+    )
+    for batch in batches:
+        deltas[batch.ingredient_id] += batch.quantity_received
+    state.ingested += len(batches)
+
+
+def _suppliers(names: set[str]) -> dict[str, int]:
+    if not names:
+        return {}
+    Supplier.objects.bulk_create([Supplier(name=name) for name in names], ignore_conflicts=True)
+    return dict(Supplier.objects.filter(name__in=names).values_list("name", "id"))

@@ -1,0 +1,189 @@
+"""Stock services: receipts, all-or-nothing FEFO reservations, commit/release, expiry; invariants hold."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from stock import selectors, services
+from stock.models import Batch, Movement, Receipt, Reservation, StockLevel
+from stock.services import Item
+from supplychain.events.models import OutboxEvent
+from tests.stock.factories import IngredientFactory, csv_opener
+
+pytestmark = pytest.mark.django_db
+D = Decimal
+
+
+def day(offset: int) -> str:
+    return (timezone.localdate() + timedelta(days=offset)).isoformat()
+
+
+def receive(key: str, text: str) -> services.ReceiptOutcome:
+    return services.ingest_receipt(key=key, open_stream=csv_opener(text), source="upload")
+
+
+@pytest.fixture
+def pantry():
+    ham = IngredientFactory(sku="ham", low_stock_threshold=D(5))
+    mushroom = IngredientFactory(sku="mushroom")
+    receive(
+        "drop/2026-11-22.csv",
+        "sku,quantity,best_before,lot,supplier\n"
+        f"ham,10,{day(3)},H1,Farm A\n"
+        f"ham,10,{day(10)},H2,Farm A\n"
+        f"mushroom,20,{day(5)},M1,Woods\n",
+    )
+    return ham, mushroom
+
+
+def level(sku):
+    return StockLevel.objects.get(ingredient__sku=sku)
+
+
+def assert_invariants():
+    assert selectors.invariant_violations() == []
+
+
+def test_receipt_ingests_good_rows_and_reports_each_bad_one():
+    IngredientFactory(sku="ham")
+    outcome = receive(
+        "drop/mixed.csv",
+        "sku,quantity,best_before,lot\n"
+        f"ham,5,{day(4)},A\n"
+        f"ghost,5,{day(4)},B\n"
+        f"ham,-1,{day(4)},C\n"
+        f"ham,abc,{day(4)},D\n"
+        f"ham,5,2001-01-01,E\n"
+        f"ham,5,tomorrow,F\n"
+        f"ham,5,{day(4)},A\n"
+        f"ham,7,{day(6)}\n",
+    )
+    receipt = outcome.receipt
+    assert outcome.outcome == "processed"
+    assert receipt.rows_total == 8
+    assert receipt.rows_ingested == 2
+    assert [(e["line"], e["column"]) for e in receipt.errors] == [
+        (4, "quantity"),
+        (5, "quantity"),
+        (6, "best_before"),
+        (7, "best_before"),
+        (8, "lot"),
+        (3, "sku"),
+    ]
+    assert level("ham").on_hand == D(12)
+    assert Batch.objects.get(lot="mixed").quantity_received == D(7)  # a missing lot is the file's name
+    assert_invariants()
+
+
+def test_same_file_again_is_a_duplicate_and_changes_nothing(pantry):
+    text = f"sku,quantity,best_before,lot,supplier\nham,10,{day(3)},H1,Farm A\nham,10,{day(10)},H2,Farm A\n"
+    text += f"mushroom,20,{day(5)},M1,Woods\n"
+    outcome = receive("drop/2026-11-22.csv", text)
+    assert outcome.outcome == "duplicate"
+    assert level("ham").on_hand == D(20)
+    assert Receipt.objects.count() == 1
+
+
+def test_same_key_with_other_content_is_a_conflict(pantry):
+    with pytest.raises(services.ReceiptConflict):
+        receive("drop/2026-11-22.csv", f"sku,quantity,best_before\nham,1,{day(3)}\n")
+
+
+def test_a_file_with_a_bad_header_fails_whole_and_says_why():
+    outcome = receive("drop/bad.csv", "sku,qty,best_before\nham,1,2030-01-01\n")
+    assert outcome.receipt.status == "failed"
+    assert "missing column(s): quantity" in outcome.receipt.errors[0]["reason"]
+
+
+def test_reservation_takes_first_expiring_batches_first(pantry):
+    reservation = services.reserve_stock(transaction_id="abc123", items=[Item("ham", D(12)), Item("mushroom", D(10))])
+    assert reservation.response_status == 201
+    ham_line = next(line for line in reservation.response["items"] if line["sku"] == "ham")
+    assert [(b["lot"], b["quantity"]) for b in ham_line["batches"]] == [("H1", "10.000"), ("H2", "2.000")]
+    assert level("ham").reserved == D(12)
+    assert level("ham").available == D(8)
+    assert_invariants()
+
+
+def test_needed_by_skips_batches_that_expire_before_it(pantry):
+    reservation = services.reserve_stock(
+        transaction_id="late", items=[Item("ham", D(5))], needed_by=timezone.localdate() + timedelta(days=5)
+    )
+    ham_line = reservation.response["items"][0]
+    assert [b["lot"] for b in ham_line["batches"]] == ["H2"]
+
+
+def test_not_enough_stock_reserves_nothing_and_says_what_is_short(pantry):
+    reservation = services.reserve_stock(transaction_id="greedy", items=[Item("ham", D(5)), Item("mushroom", D(21))])
+    assert reservation.response_status == 409
+    assert reservation.response["shortages"] == [{"sku": "mushroom", "requested": "21", "available": "20.000"}]
+    assert level("ham").reserved == 0
+    assert OutboxEvent.objects.filter(type="stock.reservation_rejected").count() == 1
+    assert_invariants()
+
+
+def test_repeat_replays_and_a_different_body_is_refused(pantry):
+    first = services.reserve_stock(transaction_id="t1", items=[Item("ham", D(3))])
+    again = services.reserve_stock(transaction_id="t1", items=[Item("ham", D(3))])
+    assert again.pk == first.pk
+    assert again.response == first.response
+    assert level("ham").reserved == D(3)
+    with pytest.raises(services.TransactionIdReused):
+        services.reserve_stock(transaction_id="t1", items=[Item("ham", D(4))])
+
+
+def test_commit_consumes_and_release_returns(pantry):
+    services.reserve_stock(transaction_id="pick", items=[Item("ham", D(12))])
+    services.reserve_stock(transaction_id="cancel", items=[Item("mushroom", D(4))])
+    services.commit_reservation(transaction_id="pick")
+    services.commit_reservation(transaction_id="pick")  # twice changes nothing
+    services.release_reservation(transaction_id="cancel")
+    assert (level("ham").on_hand, level("ham").reserved) == (D(8), D(0))
+    assert (level("mushroom").on_hand, level("mushroom").reserved) == (D(20), D(0))
+    assert Batch.objects.get(lot="H1").status == "depleted"
+    with pytest.raises(services.ReservationClosed):
+        services.release_reservation(transaction_id="pick")
+    assert_invariants()
+
+
+def test_low_stock_event_when_available_crosses_the_threshold(pantry):
+    services.reserve_stock(transaction_id="big", items=[Item("ham", D(16))])
+    low = OutboxEvent.objects.get(type="stock.low")
+    assert low.payload == {"sku": "ham", "available": "4.000", "threshold": "5.000"}
+
+
+def test_unknown_sku_is_refused_naming_the_item(pantry):
+    with pytest.raises(services.UnknownSku) as caught:
+        services.reserve_stock(transaction_id="x", items=[Item("ham", D(1)), Item("caviar", D(1))])
+    assert caught.value.errors == {"items.1.sku": ["Unknown sku."]}
+    assert not Reservation.objects.exists()
+
+
+def test_expiry_moves_reservations_to_the_next_batch_or_flags_them_at_risk(pantry):
+    services.reserve_stock(transaction_id="movable", items=[Item("ham", D(8))])  # from H1 (day 3)
+    services.reserve_stock(transaction_id="stuck", items=[Item("mushroom", D(15))])  # M1 only (day 5)
+    services.expire_batches(today=timezone.localdate() + timedelta(days=6))
+    movable = services.reservation_document(Reservation.objects.get(transaction_id="movable"))
+    open_lots = [b["lot"] for b in movable["items"][0]["batches"] if b["open"]]
+    assert open_lots == ["H2"]
+    assert level("ham").on_hand == D(10)
+    assert level("ham").reserved == D(8)
+    stuck = Reservation.objects.get(transaction_id="stuck")
+    assert stuck.at_risk
+    assert level("mushroom").on_hand == 0
+    assert level("mushroom").reserved == 0
+    at_risk = OutboxEvent.objects.get(type="stock.reservation_at_risk")
+    assert at_risk.payload["items"][0]["missing"] == "15.000"
+    assert OutboxEvent.objects.filter(type="stock.batch_expired").count() == 2
+    assert Movement.objects.filter(kind="expire").count() == 2
+    assert_invariants()
+
+
+def test_expired_holds_are_released(pantry):
+    services.reserve_stock(transaction_id="held", items=[Item("ham", D(2))], hold_seconds=60)
+    assert services.release_expired_holds(now=timezone.now() + timedelta(seconds=30)) == 0
+    assert services.release_expired_holds(now=timezone.now() + timedelta(seconds=61)) == 1
+    assert Reservation.objects.get(transaction_id="held").status == "released"
+    assert_invariants()
