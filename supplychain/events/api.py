@@ -270,6 +270,7 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
         request=None,
         responses={200: RedriveOutput, 404: error_response(404, "No dead delivery with this id.")},
         summary="Redrive one dead delivery",
+        operation_id="deliveries_redrive_one",
     )
     @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
     def redrive(self, request, pk=None, version="v1"):
@@ -287,6 +288,7 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
         request=RedriveInput,
         responses={200: RedriveOutput, **STANDARD_ERRORS},
         summary="Redrive dead deliveries by ids, subscription, event type, time window or all",
+        operation_id="deliveries_redrive_many",
         examples=[OpenApiExample("one subscription", value={"subscription": "courier-dispatch"}, request_only=True)],
     )
     @action(detail=False, methods=["post"], url_path="redrive", permission_classes=[IsAuthenticated])
