@@ -9,10 +9,10 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from hypothesis import HealthCheck, settings
-from hypothesis import strategies as st
 from django.db import transaction
 from django.utils import timezone
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from stock import selectors, services
