@@ -1,1 +1,274 @@
-"""Admin registrations of stock."""
+"""Admin of stock for operations staff: levels (low highlighted), batches by expiry, receipts, reservations, ledger."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin, messages
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from stock import services
+from stock.models import (
+    Allocation,
+    Batch,
+    Ingredient,
+    Movement,
+    Receipt,
+    Recipe,
+    RecipeIngredient,
+    Reservation,
+    Supplier,
+)
+from supplychain.core.errors import DomainError
+from supplychain.events.admin import ReadOnlyAdmin
+
+
+@admin.register(Ingredient)
+class IngredientAdmin(admin.ModelAdmin):
+    list_display = ["sku", "name", "unit", "on_hand", "reserved", "available", "low_stock_threshold"]
+    list_filter = ["unit"]
+    search_fields = ["sku", "name"]
+    list_select_related = ["level"]
+
+    def _level(self, obj):
+        return getattr(obj, "level", None)
+
+    @admin.display(description="on hand", ordering="level__on_hand")
+    def on_hand(self, obj):
+        level = self._level(obj)
+        return level.on_hand if level else 0
+
+    @admin.display(description="reserved", ordering="level__reserved")
+    def reserved(self, obj):
+        level = self._level(obj)
+        return level.reserved if level else 0
+
+    @admin.display(description="available")
+    def available(self, obj):
+        level = self._level(obj)
+        value = level.available if level else 0
+        if value < obj.low_stock_threshold:
+            return format_html(
+                '<strong style="color:#ba2121" title="below the low-stock threshold">{} low</strong>', value
+            )
+        return value
+
+
+class ExpiringWithinFilter(admin.SimpleListFilter):
+    title = "expiring within"
+    parameter_name = "expiring_within"
+
+    def lookups(self, request, model_admin):
+        return [("1", "1 day"), ("3", "3 days"), ("7", "7 days"), ("14", "14 days")]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            until = timezone.localdate() + timedelta(days=int(self.value()))
+            return queryset.filter(status=Batch.Status.ACTIVE, best_before__lte=until)
+        return queryset
+
+
+class BatchAllocationInline(admin.TabularInline):
+    model = Allocation
+    fields = ["reservation", "quantity", "open"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "reservations this batch went into"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Batch)
+class BatchAdmin(ReadOnlyAdmin):
+    list_display = [
+        "ingredient",
+        "lot",
+        "supplier",
+        "best_before",
+        "quantity_received",
+        "quantity_remaining",
+        "quantity_reserved",
+        "status",
+        "receipt",
+    ]
+    list_filter = [ExpiringWithinFilter, "status", "supplier"]
+    search_fields = ["lot", "ingredient__sku", "receipt__key"]
+    list_select_related = ["ingredient", "supplier", "receipt"]
+    date_hierarchy = "best_before"
+    inlines = [BatchAllocationInline]
+
+
+class ReceiptUploadForm(forms.Form):
+    file = forms.FileField(help_text="CSV with header sku,quantity,best_before[,lot][,supplier].")
+    key = forms.CharField(required=False, help_text="Defaults to uploads/<file name>.")
+
+
+@admin.register(Receipt)
+class ReceiptAdmin(ReadOnlyAdmin):
+    list_display = ["received_at", "key", "source", "status", "rows_total", "rows_ingested", "error_count"]
+    list_filter = ["status", "source"]
+    search_fields = ["key", "sha256"]
+    fields = ["key", "sha256", "source", "status", "rows_total", "rows_ingested", "received_at", "row_errors"]
+    readonly_fields = fields
+    change_list_template = "admin/stock/receipt/change_list.html"
+
+    @admin.display(description="errors")
+    def error_count(self, obj):
+        return len(obj.errors)
+
+    @admin.display(description="row errors")
+    def row_errors(self, obj):
+        if not obj.errors:
+            return "none"
+        return format_html(
+            "<table><tr><th>line</th><th>column</th><th>reason</th></tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                ((e["line"], e["column"], e["reason"]) for e in obj.errors),
+            ),
+        )
+
+    def get_urls(self):
+        upload = self.admin_site.admin_view(self.upload_view)
+        return [path("upload/", upload, name="stock_receipt_upload"), *super().get_urls()]
+
+    def upload_view(self, request):
+        if not request.user.has_perm("stock.add_receipt"):
+            return redirect("admin:stock_receipt_changelist")
+        form = ReceiptUploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            key = form.cleaned_data["key"] or f"uploads/{upload.name}"
+            try:
+                outcome = services.ingest_receipt(key=key, open_stream=lambda: _Reopen(upload), source="upload")
+            except DomainError as exc:
+                self.message_user(request, exc.detail, messages.ERROR)
+            else:
+                receipt = outcome.receipt
+                self.message_user(
+                    request,
+                    f"{receipt.key}: {outcome.outcome}, {receipt.rows_ingested} of {receipt.rows_total} rows ingested, "
+                    f"{len(receipt.errors)} errors.",
+                    messages.SUCCESS if not receipt.errors else messages.WARNING,
+                )
+                return redirect(reverse("admin:stock_receipt_change", args=[receipt.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Upload a receipt",
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/stock/receipt/upload.html", context)
+
+
+class _Reopen:
+    def __init__(self, upload):
+        self.upload = upload
+
+    def __enter__(self):
+        self.upload.seek(0)
+        return self.upload
+
+    def __exit__(self, *exc):
+        return False
+
+
+class AllocationInline(admin.TabularInline):
+    model = Allocation
+    fields = ["ingredient", "batch", "lot", "best_before", "supplier", "quantity", "open"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="lot")
+    def lot(self, obj):
+        return obj.batch.lot
+
+    @admin.display(description="best before")
+    def best_before(self, obj):
+        return obj.batch.best_before
+
+    @admin.display(description="supplier")
+    def supplier(self, obj):
+        return obj.batch.supplier
+
+
+@admin.register(Reservation)
+class ReservationAdmin(ReadOnlyAdmin):
+    list_display = ["transaction_id", "status", "at_risk", "needed_by", "hold_until", "created_at", "closed_at"]
+    list_filter = ["status", "at_risk"]
+    search_fields = ["transaction_id"]
+    date_hierarchy = "created_at"
+    inlines = [AllocationInline]
+    actions = ["commit", "release"]
+    exclude = ["request_hash"]
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and request.user.has_perm("stock.change_reservation")
+
+    @admin.action(description="Commit (consume) the selected reservations", permissions=["change"])
+    def commit(self, request, queryset):
+        self._apply(request, queryset, services.commit_reservation, "committed")
+
+    @admin.action(description="Release the selected reservations", permissions=["change"])
+    def release(self, request, queryset):
+        self._apply(request, queryset, services.release_reservation, "released")
+
+    def _apply(self, request, queryset, service, verb):
+        done, refused = 0, []
+        for transaction_id in queryset.values_list("transaction_id", flat=True):
+            try:
+                service(transaction_id=transaction_id)
+                done += 1
+            except DomainError as exc:
+                refused.append(exc.detail)
+        self.message_user(request, f"{done} reservations {verb}.", messages.SUCCESS)
+        for reason in refused:
+            self.message_user(request, reason, messages.WARNING)
+
+
+@admin.register(Movement)
+class MovementAdmin(ReadOnlyAdmin):
+    list_display = [
+        "created_at",
+        "ingredient",
+        "kind",
+        "on_hand_delta",
+        "reserved_delta",
+        "batch",
+        "reservation",
+        "note",
+    ]
+    list_filter = ["kind"]
+    search_fields = ["ingredient__sku", "reservation__transaction_id", "batch__lot", "note"]
+    list_select_related = ["ingredient", "batch", "reservation"]
+    date_hierarchy = "created_at"
+
+
+class RecipeIngredientInline(admin.TabularInline):
+    model = RecipeIngredient
+    extra = 1
+    autocomplete_fields = ["ingredient"]
+
+
+@admin.register(Recipe)
+class RecipeAdmin(admin.ModelAdmin):
+    list_display = ["code", "name"]
+    search_fields = ["code", "name"]
+    inlines = [RecipeIngredientInline]
+
+
+@admin.register(Supplier)
+class SupplierAdmin(admin.ModelAdmin):
+    search_fields = ["name"]

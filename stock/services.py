@@ -30,6 +30,7 @@ from supplychain.events.services import NewEvent, publish_many
 
 logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
+MILLI = Decimal("0.001")
 
 
 # ---- Errors ---------------------------------------------------------------------------------------
@@ -151,6 +152,9 @@ class Item:
     sku: str
     quantity: Decimal
 
+    def __post_init__(self) -> None:
+        self.quantity = Decimal(str(self.quantity))
+
 
 def _canonical(transaction_id: str, items: list[Item], needed_by: date | None, hold_seconds: int | None) -> dict:
     return {
@@ -225,7 +229,9 @@ def _reserve(request, digest, items, needed_by, hold_seconds) -> Reservation:
             sum((b.quantity_available for b in batches[ingredient.id]), ZERO), book.levels[ingredient.id].available
         )
         if available < item.quantity:
-            shortages.append({"sku": item.sku, "requested": str(item.quantity), "available": str(available)})
+            shortages.append(
+                {"sku": item.sku, "requested": str(item.quantity.quantize(MILLI)), "available": str(available)}
+            )
     now = timezone.now()
     reservation = Reservation(
         transaction_id=request["transaction_id"],
@@ -827,3 +833,62 @@ def _suppliers(names: set[str]) -> dict[str, int]:
         return {}
     Supplier.objects.bulk_create([Supplier(name=name) for name in names], ignore_conflicts=True)
     return dict(Supplier.objects.filter(name__in=names).values_list("name", "id"))
+
+
+# ---- Receipts from object storage -----------------------------------------------------------------
+
+
+def ingest_object(*, key: str, storage=None) -> ReceiptOutcome:
+    """Ingest one receipt file from object storage (S3, or the local drop folder by default)."""
+    from supplychain.core.storage import get_storage
+
+    storage = storage or get_storage()
+    source = "s3" if storage.describe().startswith("s3://") else "folder"
+    return ingest_receipt(key=key, open_stream=lambda: storage.open_stream(key), source=source)
+
+
+def new_receipt_keys(*, prefix: str, storage=None, limit: int = 100) -> list[str]:
+    """CSV keys under ``prefix`` that were never received (the poll's to-do list)."""
+    from supplychain.core.storage import get_storage
+
+    storage = storage or get_storage()
+    candidates = []
+    for key in storage.list(prefix):
+        if key.lower().endswith(".csv"):
+            candidates.append(key)
+    known = set(Receipt.objects.filter(key__in=candidates).values_list("key", flat=True))
+    return [key for key in candidates if key not in known][:limit]
+
+
+def queue_notified_receipts(*, records: list[dict]) -> list[str]:
+    """Queue ingest of the CSV objects named in an S3 event notification; the rest is ignored, on record."""
+    from urllib.parse import unquote_plus
+
+    from django.conf import settings
+
+    from stock import tasks
+    from supplychain.events.services import record_received
+
+    bucket = settings.OBJECT_STORAGE["BUCKET"]
+    queued = []
+    for record in records:
+        s3 = record.get("s3") or {}
+        key = unquote_plus((s3.get("object") or {}).get("key", ""))  # S3 URL-encodes keys in notifications
+        record_bucket = (s3.get("bucket") or {}).get("name", "")
+        wanted = (
+            key.startswith(settings.STOCK_RECEIPTS_PREFIX)
+            and key.lower().endswith(".csv")
+            and (not bucket or record_bucket == bucket)
+            and str(record.get("eventName", "ObjectCreated")).startswith("ObjectCreated")
+        )
+        record_received(
+            partner="s3",
+            message_type="s3.object_created",
+            entity_key=key,
+            outcome="queued" if wanted else "ignored",
+            data=record,
+        )
+        if wanted:
+            transaction.on_commit(lambda key=key: tasks.ingest_object.delay(key))
+            queued.append(key)
+    return queued

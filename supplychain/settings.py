@@ -222,6 +222,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "DeliveryStatusEnum": "supplychain.events.models.Delivery.Status",
+        "BatchStatusEnum": "stock.models.Batch.Status",
+        "ReceiptStatusEnum": "stock.models.Receipt.Status",
+        "ReservationStatusEnum": "stock.models.Reservation.Status",
+    },
 }
 
 # --- Correlation ids ----------------------------------------------------------------------------
@@ -348,6 +354,18 @@ EVENTS_LEASE_SECONDS = env.float("EVENTS_LEASE_SECONDS", default=60.0)  # visibi
 EVENTS_COUNTDOWN_MAX = env.float("EVENTS_COUNTDOWN_MAX", default=300.0)  # longer retry waits go to beat
 EVENTS_SWEEP_SECONDS = env.float("EVENTS_SWEEP_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULE["events-sweep"] = {"task": "events.sweep", "schedule": EVENTS_SWEEP_SECONDS}
+
+# --- Stock ------------------------------------------------------------------------------------------------
+# Receipt files are picked up under this prefix of object storage: an S3 bucket in production, the local
+# drop folder var/objects/supplychain/receipts/ by default.
+STOCK_RECEIPTS_PREFIX = env.str("STOCK_RECEIPTS_PREFIX", default="receipts/")
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "stock-ingest-poll": {"task": "stock.ingest_poll", "schedule": env.float("STOCK_POLL_SECONDS", default=30.0)},
+        "stock-expire-batches": {"task": "stock.expire_batches", "schedule": 3600.0},
+        "stock-release-expired-holds": {"task": "stock.release_expired_holds", "schedule": 30.0},
+    }
+)
 
 # --- Metrics --------------------------------------------------------------------------------------------
 # Every process (web, workers) writes its counters here; /metrics adds them up (prometheus_client's

@@ -10,6 +10,7 @@ from supplychain.events.views import metrics_view
 api_v1 = [
     path("", include("supplychain.core.api.urls")),
     path("", include("supplychain.events.urls")),
+    path("stock/", include("stock.urls")),
 ]
 
 urlpatterns = [

@@ -21,7 +21,15 @@ from supplychain.core.models import Milestone
 
 ADMIN_USERNAME = "admin"
 # What each role may do, as "app_label.codename"; later capabilities add theirs.
-PLATFORM_PERMISSIONS = ["events.add_outboxevent", "events.view_outboxevent"]
+PLATFORM_PERMISSIONS = [
+    "events.add_outboxevent",
+    "events.view_outboxevent",
+    "stock.add_reservation",
+    "stock.change_reservation",
+    "stock.view_reservation",
+    "stock.add_receipt",
+    "stock.view_receipt",
+]
 OPERATIONS_PERMISSIONS = [
     "events.view_outboxevent",
     "events.view_subscription",
@@ -30,6 +38,14 @@ OPERATIONS_PERMISSIONS = [
     "events.change_delivery",
     "events.view_auditentry",
     "events.view_auditarchive",
+    "stock.view_ingredient",
+    "stock.change_ingredient",
+    "stock.view_batch",
+    "stock.view_receipt",
+    "stock.add_receipt",
+    "stock.view_reservation",
+    "stock.change_reservation",
+    "stock.view_movement",
     "django_celery_beat.view_periodictask",
     "django_celery_beat.change_periodictask",
     "django_celery_results.view_taskresult",

@@ -7,19 +7,13 @@ from django.db import transaction
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.permissions import DjangoModelPermissions, IsAuthenticated
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from supplychain.core.api.errors import STANDARD_ERRORS, error_response
+from supplychain.core.api.permissions import ModelPermissions, require
 from supplychain.events import selectors, services
 from supplychain.events.models import AuditEntry, Delivery, OutboxEvent, Subscription
-
-
-class ModelPermissions(DjangoModelPermissions):
-    """Django model permissions, reads included: operations staff get them through groups."""
-
-    perms_map = {**DjangoModelPermissions.perms_map, "GET": ["%(app_label)s.view_%(model_name)s"]}
-
 
 # ---- Events ---------------------------------------------------------------------------------------
 
@@ -259,12 +253,6 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
     def get_serializer_class(self):
         return DeliveryDetailSerializer if self.action == "retrieve" else DeliverySerializer
 
-    def _check_change(self, request):
-        if not request.user.has_perm("events.change_delivery"):
-            from rest_framework.exceptions import PermissionDenied
-
-            raise PermissionDenied("Redrive needs the events.change_delivery permission.")
-
     @extend_schema(
         tags=["deliveries"],
         request=None,
@@ -274,7 +262,7 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
     def redrive(self, request, pk=None, version="v1"):
-        self._check_change(request)
+        require(request, "events.change_delivery")
         delivery = self.get_object()
         count = services.redrive_deliveries(delivery_ids=[delivery.pk], actor=request.user.username)
         if not count:
@@ -293,7 +281,7 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=False, methods=["post"], url_path="redrive", permission_classes=[IsAuthenticated])
     def redrive_many(self, request, version="v1"):
-        self._check_change(request)
+        require(request, "events.change_delivery")
         data = RedriveInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data

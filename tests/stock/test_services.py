@@ -118,7 +118,7 @@ def test_needed_by_skips_batches_that_expire_before_it(pantry):
 def test_not_enough_stock_reserves_nothing_and_says_what_is_short(pantry):
     reservation = services.reserve_stock(transaction_id="greedy", items=[Item("ham", D(5)), Item("mushroom", D(21))])
     assert reservation.response_status == 409
-    assert reservation.response["shortages"] == [{"sku": "mushroom", "requested": "21", "available": "20.000"}]
+    assert reservation.response["shortages"] == [{"sku": "mushroom", "requested": "21.000", "available": "20.000"}]
     assert level("ham").reserved == 0
     assert OutboxEvent.objects.filter(type="stock.reservation_rejected").count() == 1
     assert_invariants()

@@ -1,7 +1,8 @@
 """``manage.py runstack``: web, one worker per queue, beat and Flower together (what ``make run`` starts).
 
 On the embedded default it first starts the bundled Redis as a child process. Output of every process
-is prefixed with its name. Ctrl-C (or SIGTERM) stops them all cleanly: workers finish or requeue their
+is prefixed with its name; a process that exits is restarted (five exits within a minute stop the
+stack). Ctrl-C (or SIGTERM) stops them all cleanly: workers finish or requeue their
 tasks, then the broker shuts down last, keeping its append-only file.
 """
 
@@ -108,12 +109,20 @@ class Command(BaseCommand):
 
         self._announce(host, port, flower_port, credentials)
         exit_code = 0
+        restarts: dict[str, list[float]] = {}
         while not self.stopping:
             for process in processes:
-                if process.popen.poll() is not None:
-                    self.stderr.write(f"{process.name} exited with status {process.popen.returncode}; stopping all.")
+                if process.popen.poll() is None:
+                    continue
+                # Supervise like systemd or Docker's restart policy would: restart, unless it keeps dying.
+                recent = [t for t in restarts.get(process.name, []) if time.monotonic() - t < 60]
+                if len(recent) >= 5:
+                    self.stderr.write(f"{process.name} exited 5 times within a minute; stopping all.")
                     self.stopping, exit_code = True, 1
                     break
+                self.stderr.write(f"{process.name} exited with status {process.popen.returncode}; restarting it.")
+                restarts[process.name] = [*recent, time.monotonic()]
+                process.start(self.stdout, width)
             if broker is not None and broker.poll() is not None:
                 self.stderr.write("the embedded broker exited; stopping all.")
                 self.stopping, exit_code = True, 1

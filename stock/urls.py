@@ -1,0 +1,12 @@
+"""URL patterns of stock under /api/v1/stock/."""
+
+from rest_framework.routers import SimpleRouter
+
+from stock import api
+
+router = SimpleRouter()
+router.register("levels", api.LevelViewSet, basename="stock-level")
+router.register("batches", api.BatchViewSet, basename="stock-batch")
+router.register("receipts", api.ReceiptViewSet, basename="stock-receipt")
+router.register("reservations", api.ReservationViewSet, basename="stock-reservation")
+urlpatterns = router.urls

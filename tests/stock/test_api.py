@@ -1,0 +1,146 @@
+"""Stock API: reservations with replay, 409 shortages and 422 reuse; receipts upload; levels, batches, trace."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from stock import services
+from supplychain.core.bootstrap import bootstrap
+from tests.stock.factories import IngredientFactory, csv_opener
+
+pytestmark = pytest.mark.django_db
+
+
+def day(offset):
+    return (timezone.localdate() + timedelta(days=offset)).isoformat()
+
+
+@pytest.fixture
+def platform():
+    token = bootstrap(demo=False).api_token
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client
+
+
+@pytest.fixture
+def stocked():
+    IngredientFactory(sku="ham", low_stock_threshold=5)
+    IngredientFactory(sku="mushroom")
+    text = f"sku,quantity,best_before,lot,supplier\nham,10,{day(3)},H1,Farm A\nham,10,{day(9)},H2,Farm A\n"
+    text += f"mushroom,20,{day(5)},M1,Woods\n"
+    services.ingest_receipt(key="seed.csv", open_stream=csv_opener(text), source="upload")
+
+
+RESERVE = {"transaction_id": "abc123", "items": [{"sku": "ham", "quantity": 10}, {"sku": "mushroom", "quantity": 10}]}
+
+
+def test_reserve_returns_201_with_fefo_batches_and_a_repeat_replays(platform, stocked):
+    first = platform.post("/api/v1/stock/reservations/", RESERVE, format="json")
+    assert first.status_code == 201, first.content
+    body = first.json()
+    assert body["status"] == "reserved"
+    ham = next(item for item in body["items"] if item["sku"] == "ham")
+    assert [(b["lot"], b["supplier"]) for b in ham["batches"]] == [("H1", "Farm A")]
+    again = platform.post("/api/v1/stock/reservations/", RESERVE, format="json")
+    assert (again.status_code, again.json()) == (201, body)
+
+
+def test_shortage_is_409_naming_requested_and_available_and_replays(platform, stocked):
+    request = {"transaction_id": "big", "items": [{"sku": "ham", "quantity": 25}, {"sku": "mushroom", "quantity": 1}]}
+    response = platform.post("/api/v1/stock/reservations/", request, format="json")
+    assert response.status_code == 409
+    body = response.json()
+    assert body["type"] == "insufficient_stock"
+    assert body["shortages"] == [{"sku": "ham", "requested": "25.000", "available": "20.000"}]
+    again = platform.post("/api/v1/stock/reservations/", request, format="json")
+    assert (again.status_code, again.json()) == (409, body)
+    levels = platform.get("/api/v1/stock/levels/", {"sku": "ham,mushroom"}).json()["results"]
+    assert [level["reserved"] for level in levels] == ["0.000", "0.000"]
+
+
+def test_same_transaction_id_with_another_body_is_422(platform, stocked):
+    platform.post("/api/v1/stock/reservations/", RESERVE, format="json")
+    changed = {**RESERVE, "items": [{"sku": "ham", "quantity": 1}]}
+    response = platform.post("/api/v1/stock/reservations/", changed, format="json")
+    assert response.status_code == 422
+    assert response.json()["type"] == "transaction_id_reused"
+
+
+def test_bad_bodies_get_400_naming_the_fields(platform, stocked):
+    response = platform.post(
+        "/api/v1/stock/reservations/",
+        {"transaction_id": "x", "items": [{"sku": "ham", "quantity": 0}, {"sku": "ham", "quantity": "lots"}]},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert set(response.json()["errors"]) == {"items.0.quantity", "items.1.quantity"}
+    unknown = platform.post(
+        "/api/v1/stock/reservations/",
+        {"transaction_id": "y", "items": [{"sku": "caviar", "quantity": 1}]},
+        format="json",
+    )
+    assert unknown.status_code == 400
+    assert unknown.json()["errors"] == {"items.0.sku": ["Unknown sku."]}
+
+
+def test_commit_and_release_through_the_api(platform, stocked):
+    platform.post("/api/v1/stock/reservations/", RESERVE, format="json")
+    committed = platform.post("/api/v1/stock/reservations/abc123/commit/")
+    assert committed.status_code == 200
+    assert committed.json()["status"] == "committed"
+    release = platform.post("/api/v1/stock/reservations/abc123/release/")
+    assert release.status_code == 409
+    assert platform.post("/api/v1/stock/reservations/nope/commit/").status_code == 404
+
+
+def test_receipt_upload_reports_bad_rows_then_duplicate_then_conflict(platform):
+    IngredientFactory(sku="ham")
+    text = f"sku,quantity,best_before\nham,5,{day(4)}\nham,x,{day(4)}\n".encode()
+    first = platform.post(
+        "/api/v1/stock/receipts/", {"file": SimpleUploadedFile("monday.csv", text, "text/csv")}, format="multipart"
+    )
+    assert first.status_code == 201, first.content
+    body = first.json()
+    assert (body["outcome"], body["rows_ingested"], body["key"]) == ("processed", 1, "uploads/monday.csv")
+    assert body["errors"] == [{"line": 3, "column": "quantity", "reason": "not a number: 'x'"}]
+    again = platform.post(
+        "/api/v1/stock/receipts/", {"file": SimpleUploadedFile("monday.csv", text, "text/csv")}, format="multipart"
+    )
+    assert (again.status_code, again.json()["outcome"]) == (200, "duplicate")
+    other = platform.post(
+        "/api/v1/stock/receipts/",
+        {"file": SimpleUploadedFile("monday.csv", b"sku,quantity,best_before\n", "text/csv")},
+        format="multipart",
+    )
+    assert other.status_code == 409
+
+
+def test_batches_filter_by_expiry_and_trace_their_reservations(platform, stocked):
+    platform.post("/api/v1/stock/reservations/", RESERVE, format="json")
+    expiring = platform.get("/api/v1/stock/batches/", {"expiring_within": 4}).json()
+    assert [batch["lot"] for batch in expiring["results"]] == ["H1"]
+    batch_id = expiring["results"][0]["id"]
+    detail = platform.get(f"/api/v1/stock/batches/{batch_id}/").json()
+    assert detail["reservations"] == [
+        {"transaction_id": "abc123", "reservation_status": "reserved", "quantity": "10.000", "open": True}
+    ]
+
+
+def test_levels_show_low_stock(platform, stocked):
+    platform.post(
+        "/api/v1/stock/reservations/", {"transaction_id": "t", "items": [{"sku": "ham", "quantity": 16}]}, format="json"
+    )
+    ham = platform.get("/api/v1/stock/levels/", {"sku": "ham"}).json()["results"][0]
+    assert (ham["available"], ham["low"]) == ("4.000", True)
+
+
+def test_a_user_without_stock_permissions_cannot_reserve(stocked):
+    user = get_user_model().objects.create_user("nobody")
+    client = APIClient()
+    client.force_authenticate(user)
+    assert client.post("/api/v1/stock/reservations/", RESERVE, format="json").status_code == 403
