@@ -79,3 +79,19 @@ def invariant_violations() -> list[str]:
         for b in bad_batches
     )
     return problems
+
+
+def level_changes_after(last_id: int, skus: list[str] | None = None, limit: int = 500):
+    """``stock.level_changed`` events after outbox id ``last_id`` (the live stream's feed), oldest first."""
+    from supplychain.events.models import OutboxEvent
+
+    query = OutboxEvent.objects.filter(type="stock.level_changed", id__gt=last_id)
+    if skus:
+        query = query.filter(key__in=skus)
+    return list(query.order_by("id").values("id", "payload", "occurred_at")[:limit])
+
+
+def latest_event_id() -> int:
+    from supplychain.events.models import OutboxEvent
+
+    return OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0

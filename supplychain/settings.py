@@ -13,6 +13,7 @@ import secrets
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from kombu import Queue
 
 from supplychain import embedded
@@ -354,6 +355,9 @@ EVENTS_LEASE_SECONDS = env.float("EVENTS_LEASE_SECONDS", default=60.0)  # visibi
 EVENTS_COUNTDOWN_MAX = env.float("EVENTS_COUNTDOWN_MAX", default=300.0)  # longer retry waits go to beat
 EVENTS_SWEEP_SECONDS = env.float("EVENTS_SWEEP_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULE["events-sweep"] = {"task": "events.sweep", "schedule": EVENTS_SWEEP_SECONDS}
+# Audit entries older than this move to object storage every night (manage.py archive_audit by hand).
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=30)
+CELERY_BEAT_SCHEDULE["events-archive-audit"] = {"task": "events.archive_audit", "schedule": crontab(hour=2, minute=30)}
 
 # --- Stock ------------------------------------------------------------------------------------------------
 # Receipt files are picked up under this prefix of object storage: an S3 bucket in production, the local

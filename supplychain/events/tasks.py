@@ -22,3 +22,16 @@ def deliver(subscription_id: int) -> dict:
 def sweep() -> dict:
     """Beat's safety net: relay missed events, kick subscriptions whose deliveries are due."""
     return services.sweep()
+
+
+@shared_task(name="events.archive_audit", acks_late=True, ignore_result=True, time_limit=3600, soft_time_limit=3500)
+def archive_audit() -> dict:
+    """Nightly: move audit entries older than AUDIT_RETENTION_DAYS to object storage (verified first)."""
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    from supplychain.events.archive import archive_audit as archive
+
+    report = archive(older_than=timedelta(days=settings.AUDIT_RETENTION_DAYS))
+    return {"files": len(report.files), "entries": report.entries}

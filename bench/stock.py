@@ -1,0 +1,284 @@
+"""Benchmark of the stock service on PostgreSQL; prints JSON.
+
+    .venv/bin/python bench/stock.py [--clients 16] [--seconds 10] [--receipt-rows 200000]
+
+Measures reservations/s (3 items each, ``--clients`` concurrent clients) over 1,000 SKUs and over the
+hot case of 10 SKUs, through the service layer and through the HTTP API (gunicorn), receipt rows/s for
+one large CSV, and, in the same run, the database's own ceiling for the same work: pgbench running a
+3-row ``SELECT … FOR UPDATE`` + ``UPDATE`` transaction with as many clients. Each figure is also given
+as a ratio to that ceiling, and every run checks that nothing was oversold. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import ROOT, configure, progress
+
+
+def setup_skus(count: int, prefix: str) -> list[str]:
+    from django.utils import timezone
+
+    from stock import services
+    from stock.models import Ingredient
+
+    skus = [f"{prefix}-{n:04d}" for n in range(count)]
+    Ingredient.objects.bulk_create([Ingredient(sku=sku, name=sku) for sku in skus], ignore_conflicts=True)
+    best_before = timezone.localdate() + timedelta(days=30)
+    lines = ["sku,quantity,best_before,lot"] + [f"{sku},1000000,{best_before},{sku}-lot" for sku in skus]
+    path = Path(tempfile.mkdtemp()) / f"{prefix}.csv"
+    path.write_text("\n".join(lines) + "\n")
+    services.ingest_receipt(
+        key=f"bench/{prefix}-{time.time_ns()}.csv", open_stream=lambda: path.open("rb"), source="upload"
+    )
+    return skus
+
+
+def run_clients(clients: int, seconds: float, work) -> int:
+    """Run ``work(client, n)`` in a loop in ``clients`` threads for ``seconds``; return calls completed."""
+    from django.db import connection
+
+    counts = [0] * clients
+    errors: list[str] = []
+    stop = time.monotonic() + seconds
+    barrier = threading.Barrier(clients)
+
+    def loop(client: int) -> None:
+        try:
+            barrier.wait()
+            n = 0
+            while time.monotonic() < stop:
+                work(client, n)
+                n += 1
+            counts[client] = n
+        except Exception as exc:  # reported after join
+            errors.append(repr(exc))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=loop, args=(c,)) for c in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise RuntimeError(f"{len(errors)} client errors, first: {errors[0]}")
+    return sum(counts)
+
+
+def service_rate(skus: list[str], clients: int, seconds: float, label: str) -> float:
+    from stock import services
+
+    def work(client: int, n: int) -> None:
+        chosen = random.sample(skus, 3)
+        reservation = services.reserve_stock(
+            transaction_id=f"{label}-s-{client}-{n}", items=[services.Item(sku, 1) for sku in chosen]
+        )
+        assert reservation.response_status == 201, reservation.response
+
+    return run_clients(clients, seconds, work) / seconds
+
+
+def http_rate(skus: list[str], clients: int, seconds: float, label: str, base: str, token: str) -> float:
+    import requests
+
+    sessions = [requests.Session() for _ in range(clients)]
+    for session in sessions:
+        session.headers["Authorization"] = f"Token {token}"
+
+    def work(client: int, n: int) -> None:
+        body = {
+            "transaction_id": f"{label}-h-{client}-{n}",
+            "items": [{"sku": sku, "quantity": 1} for sku in random.sample(skus, 3)],
+        }
+        response = sessions[client].post(f"{base}/api/v1/stock/reservations/", json=body, timeout=30)
+        assert response.status_code == 201, response.text
+
+    return run_clients(clients, seconds, work) / seconds
+
+
+def pgbench_ceiling(database_url: str, rows: int, clients: int, seconds: float) -> float:
+    parts = urllib.parse.urlsplit(database_url)
+    env = {**os.environ, "PGPASSWORD": parts.password or ""}
+    connect = ["-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432), "-U", parts.username or "postgres"]
+    database = parts.path.lstrip("/")
+    setup = (
+        "DROP TABLE IF EXISTS bench_level; "
+        "CREATE TABLE bench_level (id int PRIMARY KEY, on_hand numeric(14,3), reserved numeric(14,3)); "
+        f"INSERT INTO bench_level SELECT g, 1000000, 0 FROM generate_series(1, {rows}) g;"
+    )
+    subprocess.run(["psql", *connect, "-d", database, "-qc", setup], env=env, check=True, capture_output=True)
+    script = Path(tempfile.mkdtemp()) / "reserve.sql"
+    script.write_text(
+        f"\\set a random(1, {rows})\n\\set b random(1, {rows})\n\\set c random(1, {rows})\n"
+        "BEGIN;\n"
+        "SELECT on_hand FROM bench_level WHERE id IN (:a, :b, :c) ORDER BY id FOR UPDATE;\n"
+        "UPDATE bench_level SET reserved = reserved + 1 WHERE id IN (:a, :b, :c);\n"
+        "COMMIT;\n"
+    )
+    result = subprocess.run(
+        [
+            "pgbench",
+            *connect,
+            "-n",
+            "-c",
+            str(clients),
+            "-j",
+            "2",
+            "-T",
+            str(int(seconds)),
+            "-f",
+            str(script),
+            database,
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    for line in result.stdout.splitlines():
+        if line.startswith("tps"):
+            return float(line.split("=")[1].split()[0])
+    raise RuntimeError(f"no tps in pgbench output:\n{result.stdout}")
+
+
+def receipt_rate(rows: int) -> float:
+    from django.utils import timezone
+
+    from stock import services
+    from stock.models import Ingredient
+
+    skus = [f"rcpt-{n:04d}" for n in range(1000)]
+    Ingredient.objects.bulk_create([Ingredient(sku=sku, name=sku) for sku in skus], ignore_conflicts=True)
+    best_before = timezone.localdate() + timedelta(days=20)
+    path = Path(tempfile.mkdtemp()) / "big.csv"
+    with path.open("w") as out:
+        out.write("sku,quantity,best_before,lot,supplier\n")
+        for n in range(rows):
+            out.write(f"{skus[n % 1000]},{n % 50 + 1},{best_before},L{n},Supplier {n % 7}\n")
+    started = time.monotonic()
+    outcome = services.ingest_receipt(
+        key=f"bench/big-{time.time_ns()}.csv", open_stream=lambda: path.open("rb"), source="upload"
+    )
+    elapsed = time.monotonic() - started
+    assert outcome.receipt.rows_ingested == rows, outcome.receipt.errors[:3]
+    return rows / elapsed
+
+
+class WebServer:
+    def __init__(self, env: dict[str, str], port: int, workers: int):
+        argv = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "supplychain.wsgi:application",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            str(workers),
+            "--log-level",
+            "warning",
+        ]
+        self.log = open(ROOT / "var" / "bench-web.log", "w")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            argv, cwd=ROOT, env={**env, "ALLOWED_HOSTS": "127.0.0.1"}, stdout=self.log, stderr=subprocess.STDOUT
+        )
+        import requests
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                time.sleep(0.2)
+        raise RuntimeError("gunicorn did not start; see var/bench-web.log")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--receipt-rows", type=int, default=200000)
+    parser.add_argument("--web-workers", type=int, default=4)
+    args = parser.parse_args()
+
+    env = configure()
+    from django.db import connection
+
+    from stock.selectors import invariant_violations
+    from supplychain.core.bootstrap import bootstrap
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE stock_allocation, stock_movement, stock_reservation, stock_batch, stock_stocklevel, "
+            "stock_receipt, stock_ingredient, events_outboxevent, events_auditentry CASCADE"
+        )
+    token = bootstrap(demo=False).api_token
+    progress("setting up 1,000 SKUs and the hot 10")
+    wide, hot = setup_skus(1000, "wide"), setup_skus(10, "hot")
+    results = {"clients": args.clients, "seconds_per_run": args.seconds}
+    progress("pgbench ceilings")
+    ceiling = {
+        "wide": pgbench_ceiling(env["DATABASE_URL"], 1000, args.clients, args.seconds),
+        "hot": pgbench_ceiling(env["DATABASE_URL"], 10, args.clients, args.seconds),
+    }
+    progress("service layer")
+    service = {
+        "wide": service_rate(wide, args.clients, args.seconds, "wide"),
+        "hot": service_rate(hot, args.clients, args.seconds, "hot"),
+    }
+    progress("HTTP API through gunicorn")
+    port = 18700
+    web = WebServer(env, port, args.web_workers)
+    try:
+        http = {
+            "wide": http_rate(wide, args.clients, args.seconds, "wide", f"http://127.0.0.1:{port}", token),
+            "hot": http_rate(hot, args.clients, args.seconds, "hot", f"http://127.0.0.1:{port}", token),
+        }
+    finally:
+        web.stop()
+    progress(f"receipt of {args.receipt_rows:,} rows")
+    receipts = receipt_rate(args.receipt_rows)
+    violations = invariant_violations()
+    for case in ("wide", "hot"):
+        results[case] = {
+            "skus": 1000 if case == "wide" else 10,
+            "pgbench_ceiling_tps": round(ceiling[case]),
+            "service_reservations_per_s": round(service[case]),
+            "service_ratio": round(service[case] / ceiling[case], 3),
+            "http_reservations_per_s": round(http[case]),
+            "http_ratio": round(http[case] / ceiling[case], 3),
+        }
+    results["receipt_rows_per_s"] = round(receipts)
+    results["oversold_units"] = 0 if not violations else None
+    results["invariant_violations"] = violations[:10]
+    results["targets"] = {"service_ratio": 0.5, "http_ratio": 0.25, "receipt_rows_per_s": 20000}
+    results["targets_met"] = {
+        "service_ratio": all(results[c]["service_ratio"] >= 0.5 for c in ("wide", "hot")),
+        "http_ratio": all(results[c]["http_ratio"] >= 0.25 for c in ("wide", "hot")),
+        "receipt_rows_per_s": receipts >= 20000,
+        "nothing_oversold": not violations,
+    }
+    print(json.dumps({"benchmark": "stock", **results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
