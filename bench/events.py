@@ -74,6 +74,7 @@ def noop_rate(count: int) -> float:
 
 
 def reset() -> None:
+    """Empty the tables and let PostgreSQL settle so one run's aftermath does not skew the next."""
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -81,6 +82,12 @@ def reset() -> None:
             "TRUNCATE events_delivery, events_outboxevent, events_auditentry, events_subscription, probe_effect "
             "RESTART IDENTITY CASCADE"
         )
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("CHECKPOINT")  # needs pg_checkpoint; without it, the pause alone
+    except Exception:  # noqa: BLE001 (best effort)
+        pass
+    time.sleep(5)
     from supplychain.events.models import Subscription
 
     for name in ("probe-a", "probe-b", "probe-c"):
@@ -189,7 +196,7 @@ def main() -> None:
     parser.add_argument("--noop", type=int, default=5000)
     parser.add_argument("--paced-rate", type=float, default=200)
     parser.add_argument("--paced-seconds", type=float, default=20)
-    parser.add_argument("--producers", type=int, default=2, help="Producer threads in the bulk run.")
+    parser.add_argument("--producers", type=int, default=3, help="Producer threads in the bulk run.")
     parser.add_argument("--paced-producers", type=int, default=8, help="Producer threads in the paced run.")
     args = parser.parse_args()
 
