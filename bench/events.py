@@ -84,9 +84,9 @@ def reset() -> None:
         )
     try:
         with connection.cursor() as cursor:
-            cursor.execute("CHECKPOINT")  # needs pg_checkpoint; without it, the pause alone
-    except Exception:  # noqa: BLE001 (best effort)
-        pass
+            cursor.execute("CHECKPOINT")
+    except Exception as exc:  # needs pg_checkpoint; without it, the pause alone
+        progress(f"  (no CHECKPOINT: {exc})")
     time.sleep(5)
     from supplychain.events.models import Subscription
 

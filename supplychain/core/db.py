@@ -22,7 +22,8 @@ def copy_rows(model: type[models.Model], fields: Sequence[str], rows: Iterable[S
     """
     columns = [model._meta.get_field(name) for name in fields]
     if connection.vendor != "postgresql":
-        model.objects.bulk_create([model(**dict(zip(fields, row, strict=True))) for row in rows], batch_size=1000)
+        attnames = [column.attname for column in columns]
+        model.objects.bulk_create([model(**dict(zip(attnames, row, strict=True))) for row in rows], batch_size=1000)
         return
     json_positions = [i for i, column in enumerate(columns) if isinstance(column, models.JSONField)]
     names = ", ".join(connection.ops.quote_name(column.column) for column in columns)
