@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django import forms
 from django.contrib import admin, messages
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from stock import services
+from stock import selectors, services
 from stock.models import (
     Allocation,
     Batch,
@@ -68,8 +65,7 @@ class ExpiringWithinFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value():
-            until = timezone.localdate() + timedelta(days=int(self.value()))
-            return queryset.filter(status=Batch.Status.ACTIVE, best_before__lte=until)
+            return selectors.batches_expiring_within(int(self.value()), queryset)
         return queryset
 
 

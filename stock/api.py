@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 
 import django_filters
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -126,8 +124,7 @@ class BatchFilter(django_filters.FilterSet):
         fields = ["sku", "status", "lot", "supplier"]
 
     def filter_expiring(self, queryset, name, value):
-        until = timezone.localdate() + timedelta(days=int(value))
-        return queryset.filter(status=Batch.Status.ACTIVE, best_before__lte=until)
+        return selectors.batches_expiring_within(int(value), queryset)
 
 
 @extend_schema_view(

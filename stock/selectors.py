@@ -18,9 +18,11 @@ def stock_levels():
     return Ingredient.objects.select_related("level").order_by("sku")
 
 
-def batches_expiring_within(days: int):
+def batches_expiring_within(days: int, queryset=None):
+    """Active batches whose best-before is at most ``days`` away, first-expiring first."""
     until = timezone.localdate() + timedelta(days=days)
-    return Batch.objects.filter(status=Batch.Status.ACTIVE, best_before__lte=until).order_by("best_before", "id")
+    queryset = Batch.objects.all() if queryset is None else queryset
+    return queryset.filter(status=Batch.Status.ACTIVE, best_before__lte=until).order_by("best_before", "id")
 
 
 def batch_trace(batch: Batch):
