@@ -160,7 +160,7 @@ class Item:
 def _canonical(transaction_id: str, items: list[Item], needed_by: date | None, hold_seconds: int | None) -> dict:
     return {
         "transaction_id": transaction_id,
-        "items": [{"sku": item.sku, "quantity": str(item.quantity.normalize())} for item in items],
+        "items": [{"sku": item.sku, "quantity": format(item.quantity.normalize(), "f")} for item in items],
         "needed_by": needed_by.isoformat() if needed_by else None,
         "hold_seconds": hold_seconds,
     }
