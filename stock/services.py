@@ -21,7 +21,7 @@ from pathlib import PurePosixPath
 from typing import BinaryIO
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from stock.models import Allocation, Batch, Ingredient, Movement, Receipt, Reservation, StockLevel, Supplier
@@ -71,16 +71,17 @@ class LevelBook:
 
     def __init__(self, ingredient_ids: Iterable[int]):
         ids = sorted(set(ingredient_ids))
-        StockLevel.objects.bulk_create([StockLevel(ingredient_id=i) for i in ids], ignore_conflicts=True)
-        self.levels = {
-            level.ingredient_id: level
-            for level in StockLevel.objects.select_for_update()
-            .select_related("ingredient")
-            .filter(ingredient_id__in=ids)
-            .order_by("ingredient_id")
-        }
+        self.levels = self._lock(ids)
+        if len(self.levels) < len(ids):  # an ingredient's first stock: create its level row, then lock it
+            StockLevel.objects.bulk_create([StockLevel(ingredient_id=i) for i in ids], ignore_conflicts=True)
+            self.levels = self._lock(ids)
         self.before = {i: (level.on_hand, level.reserved) for i, level in self.levels.items()}
         self.movements: list[Movement] = []
+
+    @staticmethod
+    def _lock(ids: list[int]) -> dict[int, StockLevel]:
+        query = StockLevel.objects.select_for_update().select_related("ingredient").filter(ingredient_id__in=ids)
+        return {level.ingredient_id: level for level in query.order_by("ingredient_id")}
 
     def move(
         self,
@@ -112,12 +113,14 @@ class LevelBook:
         """Write the levels and ledger; return the level_changed / low events to publish."""
         Movement.objects.bulk_create(self.movements, batch_size=2000)
         events = []
-        for ingredient_id, level in self.levels.items():
-            if (level.on_hand, level.reserved) == self.before[ingredient_id]:
-                continue
-            StockLevel.objects.filter(pk=ingredient_id).update(
-                on_hand=level.on_hand, reserved=level.reserved, updated_at=timezone.now()
+        changed = {i: level for i, level in self.levels.items() if (level.on_hand, level.reserved) != self.before[i]}
+        if changed:  # one UPDATE for every changed level
+            StockLevel.objects.filter(pk__in=changed).update(
+                on_hand=Case(*(When(pk=i, then=Value(level.on_hand)) for i, level in changed.items())),
+                reserved=Case(*(When(pk=i, then=Value(level.reserved)) for i, level in changed.items())),
+                updated_at=timezone.now(),
             )
+        for ingredient_id, level in changed.items():
             ingredient = level.ingredient
             events.append(
                 NewEvent(
@@ -208,9 +211,11 @@ def _ingredients_for(items: list[Item]) -> dict[str, Ingredient]:
 def _eligible_batches(ingredient_ids: list[int], not_before: date) -> dict[int, list[Batch]]:
     """Active batches that last until ``not_before``, first-expiring first, per ingredient."""
     by_ingredient: dict[int, list[Batch]] = defaultdict(list)
-    query = Batch.objects.filter(
-        ingredient_id__in=ingredient_ids, status=Batch.Status.ACTIVE, best_before__gte=not_before
-    ).order_by("best_before", "id")
+    query = (
+        Batch.objects.filter(ingredient_id__in=ingredient_ids, status=Batch.Status.ACTIVE, best_before__gte=not_before)
+        .select_related("supplier")
+        .order_by("best_before", "id")
+    )
     for batch in query:
         if batch.quantity_available > 0:
             by_ingredient[batch.ingredient_id].append(batch)
@@ -268,11 +273,7 @@ def _reserve(request, digest, items, needed_by, hold_seconds) -> Reservation:
         )
         return reservation
 
-    reservation.status = Reservation.Status.RESERVED
-    reservation.response_status = 201
-    reservation.response = {}
-    reservation.save()
-    allocations = []
+    plan: list[tuple[Ingredient, Batch, Decimal]] = []
     for item in items:
         ingredient = ingredients[item.sku]
         needed = item.quantity
@@ -284,28 +285,38 @@ def _reserve(request, digest, items, needed_by, hold_seconds) -> Reservation:
                 continue
             needed -= take
             batch.quantity_reserved += take
-            Batch.objects.filter(pk=batch.pk).update(quantity_reserved=F("quantity_reserved") + take)
-            allocations.append(Allocation(reservation=reservation, batch=batch, ingredient=ingredient, quantity=take))
-            book.move(
-                Movement.Kind.RESERVE, ingredient.id, reserved=take, batch_id=batch.id, reservation_id=reservation.id
-            )
+            plan.append((ingredient, batch, take))
+    reservation.status = Reservation.Status.RESERVED
+    reservation.response_status = 201
+    allocations = [Allocation(reservation=reservation, batch=b, ingredient=i, quantity=q) for i, b, q in plan]
+    reservation.response = reservation_document(reservation, allocations)
+    reservation.save()
+    Batch.objects.filter(pk__in=[batch.pk for _, batch, _ in plan]).update(
+        quantity_reserved=Case(*(When(pk=batch.pk, then=F("quantity_reserved") + take) for _, batch, take in plan))
+    )
     Allocation.objects.bulk_create(allocations)
-    reservation.response = reservation_document(reservation)
-    Reservation.objects.filter(pk=reservation.pk).update(response=reservation.response)
+    for ingredient, batch, take in plan:
+        book.move(Movement.Kind.RESERVE, ingredient.id, reserved=take, batch_id=batch.id, reservation_id=reservation.id)
     events = book.save()
-    events.append(NewEvent("stock.reservation_created", _event_body(reservation), key=reservation.transaction_id))
-    publish_many(events)
+    body = {
+        "transaction_id": reservation.transaction_id,
+        "items": [{"sku": i.sku, "batch_id": b.id, "quantity": str(q)} for i, b, q in plan],
+    }
+    events.append(NewEvent("stock.reservation_created", body, key=reservation.transaction_id))
+    publish_many(events, with_keys=False)
     return reservation
 
 
-def reservation_document(reservation: Reservation) -> dict:
-    """The reservation as the API shows it: status and, per item, the batches it came from."""
+def reservation_document(reservation: Reservation, allocations: list[Allocation] | None = None) -> dict:
+    """The reservation as the API shows it: status and, per item, the batches it came from.
+
+    Pass ``allocations`` (batch, supplier and ingredient loaded) to build it without a query.
+    """
     lines: dict[str, dict] = {}
-    allocations = (
-        Allocation.objects.filter(reservation=reservation)
-        .select_related("batch__supplier", "ingredient")
-        .order_by("ingredient__sku", "batch__best_before", "batch_id")
-    )
+    if allocations is None:
+        query = Allocation.objects.filter(reservation=reservation).select_related("batch__supplier", "ingredient")
+        allocations = list(query)
+    allocations = sorted(allocations, key=lambda a: (a.ingredient.sku, a.batch.best_before, a.batch.id))
     for allocation in allocations:
         line = lines.setdefault(
             allocation.ingredient.sku, {"sku": allocation.ingredient.sku, "quantity": ZERO, "batches": []}
@@ -795,11 +806,7 @@ def _chunks(rows: Iterator[_Row], size: int) -> Iterator[list[_Row]]:
 
 def _ingest_chunk(receipt: Receipt, rows: list[_Row], state: _Progress, deltas: dict[int, Decimal]) -> None:
     ingredients = dict(Ingredient.objects.filter(sku__in={r.sku for r in rows}).values_list("sku", "id"))
-    existing = set(
-        Batch.objects.filter(ingredient_id__in=ingredients.values(), lot__in={r.lot for r in rows}).values_list(
-            "ingredient_id", "lot"
-        )
-    )
+    existing = _received_lots({(ingredients[r.sku], r.lot) for r in rows if r.sku in ingredients})
     suppliers = _suppliers({r.supplier for r in rows if r.supplier})
     now = timezone.now()
     batches = []
@@ -840,6 +847,25 @@ def _record_receipt_movements(receipt: Receipt) -> None:
             " SELECT ingredient_id, id, %s, quantity_received, 0, %s, %s FROM stock_batch WHERE receipt_id = %s",
             [Movement.Kind.RECEIPT, timezone.now(), receipt.key[:200], receipt.id],
         )
+
+
+def _received_lots(pairs: set[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Which (ingredient, lot) pairs already have a batch; on PostgreSQL one join on the unique index."""
+    if not pairs:
+        return set()
+    if connection.vendor != "postgresql":
+        found = Batch.objects.filter(
+            ingredient_id__in={i for i, _ in pairs}, lot__in={lot for _, lot in pairs}
+        ).values_list("ingredient_id", "lot")
+        return set(found) & pairs
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT b.ingredient_id, b.lot FROM stock_batch b"
+            " JOIN unnest(%s::bigint[], %s::text[]) AS wanted(ingredient_id, lot)"
+            " ON b.ingredient_id = wanted.ingredient_id AND b.lot = wanted.lot",
+            [[i for i, _ in pairs], [lot for _, lot in pairs]],
+        )
+        return set(cursor.fetchall())
 
 
 def _suppliers(names: set[str]) -> dict[str, int]:

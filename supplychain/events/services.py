@@ -81,8 +81,11 @@ def publish(
     return publish_many([NewEvent(type, payload, key, version, correlation_id)])[0]
 
 
-def publish_many(events: Iterable[NewEvent]) -> list[OutboxEvent]:
-    """Publish several events with two INSERTs (a bulk intake publishes hundreds per transaction)."""
+def publish_many(events: Iterable[NewEvent], *, with_keys: bool = True) -> list[OutboxEvent]:
+    """Publish several events with two INSERTs (a bulk intake publishes hundreds per transaction).
+
+    ``with_keys=False`` skips reading the new rows' primary keys back when the caller does not need them.
+    """
     now = timezone.now()
     guid = get_guid() or ""
     rows = []
@@ -104,7 +107,7 @@ def publish_many(events: Iterable[NewEvent]) -> list[OutboxEvent]:
         return []
     with transaction.atomic():
         copy_insert(OutboxEvent, rows, OUTBOX_FIELDS)
-        if rows[0].pk is None:  # COPY does not return keys: read them back by the unique event id
+        if with_keys and rows[0].pk is None:  # COPY does not return keys: read them back by the unique event id
             ids = dict(
                 OutboxEvent.objects.filter(event_id__in=[row.event_id for row in rows]).values_list("event_id", "id")
             )
