@@ -30,30 +30,25 @@ class IngredientAdmin(admin.ModelAdmin):
     list_display = ["sku", "name", "unit", "on_hand", "reserved", "available", "low_stock_threshold"]
     list_filter = ["unit"]
     search_fields = ["sku", "name"]
-    list_select_related = ["level"]
 
-    def _level(self, obj):
-        return getattr(obj, "level", None)
+    def get_queryset(self, request):
+        return selectors.stock_levels()
 
-    @admin.display(description="on hand", ordering="level__on_hand")
+    @admin.display(description="on hand", ordering="on_hand")
     def on_hand(self, obj):
-        level = self._level(obj)
-        return level.on_hand if level else 0
+        return obj.on_hand
 
-    @admin.display(description="reserved", ordering="level__reserved")
+    @admin.display(description="reserved", ordering="reserved")
     def reserved(self, obj):
-        level = self._level(obj)
-        return level.reserved if level else 0
+        return obj.reserved
 
-    @admin.display(description="available")
+    @admin.display(description="available", ordering="available")
     def available(self, obj):
-        level = self._level(obj)
-        value = level.available if level else 0
-        if value < obj.low_stock_threshold:
+        if obj.low:
             return format_html(
-                '<strong style="color:#ba2121" title="below the low-stock threshold">{} low</strong>', value
+                '<strong style="color:#ba2121" title="below the low-stock threshold">{} low</strong>', obj.available
             )
-        return value
+        return obj.available
 
 
 class ExpiringWithinFilter(admin.SimpleListFilter):
@@ -141,10 +136,8 @@ class ReceiptAdmin(ReadOnlyAdmin):
             return redirect("admin:stock_receipt_changelist")
         form = ReceiptUploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
-            upload = form.cleaned_data["file"]
-            key = form.cleaned_data["key"] or f"uploads/{upload.name}"
             try:
-                outcome = services.ingest_receipt(key=key, open_stream=lambda: _Reopen(upload), source="upload")
+                outcome = services.ingest_upload(upload=form.cleaned_data["file"], key=form.cleaned_data["key"])
             except DomainError as exc:
                 self.message_user(request, exc.detail, messages.ERROR)
             else:
@@ -163,18 +156,6 @@ class ReceiptAdmin(ReadOnlyAdmin):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/stock/receipt/upload.html", context)
-
-
-class _Reopen:
-    def __init__(self, upload):
-        self.upload = upload
-
-    def __enter__(self):
-        self.upload.seek(0)
-        return self.upload
-
-    def __exit__(self, *exc):
-        return False
 
 
 class AllocationInline(admin.TabularInline):

@@ -24,34 +24,16 @@ QUANTITY = {"max_digits": 14, "decimal_places": 3}
 
 
 class LevelSerializer(serializers.ModelSerializer):
-    on_hand = serializers.SerializerMethodField()
-    reserved = serializers.SerializerMethodField()
-    available = serializers.SerializerMethodField()
-    low = serializers.SerializerMethodField()
+    """An ingredient's level, from the annotations of ``selectors.stock_levels``."""
+
+    on_hand = serializers.DecimalField(**QUANTITY, read_only=True)
+    reserved = serializers.DecimalField(**QUANTITY, read_only=True)
+    available = serializers.DecimalField(**QUANTITY, read_only=True)
+    low = serializers.BooleanField(read_only=True)
 
     class Meta:
         model = Ingredient
         fields = ["sku", "name", "unit", "on_hand", "reserved", "available", "low_stock_threshold", "low"]
-
-    def _level(self, ingredient):
-        return getattr(ingredient, "level", None)
-
-    def get_on_hand(self, ingredient) -> str:
-        level = self._level(ingredient)
-        return str(level.on_hand if level else "0.000")
-
-    def get_reserved(self, ingredient) -> str:
-        level = self._level(ingredient)
-        return str(level.reserved if level else "0.000")
-
-    def get_available(self, ingredient) -> str:
-        level = self._level(ingredient)
-        return str(level.available if level else "0.000")
-
-    def get_low(self, ingredient) -> bool:
-        level = self._level(ingredient)
-        available = level.available if level else 0
-        return available < ingredient.low_stock_threshold
 
 
 class LevelFilter(django_filters.FilterSet):
@@ -183,14 +165,7 @@ class ReceiptViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def create(self, request, *args, **kwargs):
         data = ReceiptUpload(data=request.data)
         data.is_valid(raise_exception=True)
-        upload = data.validated_data["file"]
-        key = data.validated_data.get("key") or f"uploads/{upload.name}"
-
-        def open_stream():
-            upload.seek(0)
-            return _Unclosing(upload)
-
-        outcome = services.ingest_receipt(key=key, open_stream=open_stream, source="upload")
+        outcome = services.ingest_upload(upload=data.validated_data["file"], key=data.validated_data.get("key"))
         code = status.HTTP_201_CREATED if outcome.outcome == "processed" else status.HTTP_200_OK
         return Response({**ReceiptSerializer(outcome.receipt).data, "outcome": outcome.outcome}, status=code)
 
@@ -220,19 +195,6 @@ class ReceiptViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         data.is_valid(raise_exception=True)
         keys = services.queue_notified_receipts(records=data.validated_data["Records"])
         return Response({"queued": keys}, status=status.HTTP_202_ACCEPTED)
-
-
-class _Unclosing:
-    """Lets the ingest read an uploaded file twice (hash, then parse) without closing it."""
-
-    def __init__(self, upload):
-        self.upload = upload
-
-    def __enter__(self):
-        return self.upload
-
-    def __exit__(self, *exc):
-        return False
 
 
 # ---- Reservations ---------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db.models import Q, Sum
+from django.db.models import BooleanField, DecimalField, ExpressionWrapper, F, Q, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from stock.models import Allocation, Batch, Ingredient, Movement, StockLevel
@@ -14,8 +15,19 @@ ZERO = Decimal(0)
 
 
 def stock_levels():
-    """Every ingredient with its level (zero when it never had stock)."""
-    return Ingredient.objects.select_related("level").order_by("sku")
+    """Every ingredient with ``on_hand``, ``reserved``, ``available`` (zero without stock) and ``low``.
+
+    ``low`` is the rule the API, the admin, the stream and stockwatch all show: available below the
+    ingredient's low-stock threshold.
+    """
+    on_hand = Coalesce("level__on_hand", Value(ZERO), output_field=DecimalField(max_digits=14, decimal_places=3))
+    reserved = Coalesce("level__reserved", Value(ZERO), output_field=DecimalField(max_digits=14, decimal_places=3))
+    return (
+        Ingredient.objects.annotate(on_hand=on_hand, reserved=reserved)
+        .annotate(available=F("on_hand") - F("reserved"))
+        .annotate(low=ExpressionWrapper(Q(available__lt=F("low_stock_threshold")), output_field=BooleanField()))
+        .order_by("sku")
+    )
 
 
 def batches_expiring_within(days: int, queryset=None):

@@ -14,6 +14,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
@@ -298,11 +299,9 @@ def _reserve(request, digest, items, needed_by, hold_seconds) -> Reservation:
     for ingredient, batch, take in plan:
         book.move(Movement.Kind.RESERVE, ingredient.id, reserved=take, batch_id=batch.id, reservation_id=reservation.id)
     events = book.save()
-    body = {
-        "transaction_id": reservation.transaction_id,
-        "items": [{"sku": i.sku, "batch_id": b.id, "quantity": str(q)} for i, b, q in plan],
-    }
-    events.append(NewEvent("stock.reservation_created", body, key=reservation.transaction_id))
+    events.append(
+        NewEvent("stock.reservation_created", _event_body(reservation, allocations), key=reservation.transaction_id)
+    )
     publish_many(events, with_keys=False)
     return reservation
 
@@ -345,15 +344,11 @@ def reservation_document(reservation: Reservation, allocations: list[Allocation]
     }
 
 
-def _event_body(reservation: Reservation) -> dict:
+def _event_body(reservation: Reservation, allocations: list[Allocation]) -> dict:
+    """The payload of reservation events: what moved, per batch."""
     return {
         "transaction_id": reservation.transaction_id,
-        "items": [
-            {"sku": row["ingredient__sku"], "batch_id": row["batch_id"], "quantity": str(row["quantity"])}
-            for row in Allocation.objects.filter(reservation=reservation).values(
-                "ingredient__sku", "batch_id", "quantity"
-            )
-        ],
+        "items": [{"sku": a.ingredient.sku, "batch_id": a.batch_id, "quantity": str(a.quantity)} for a in allocations],
     }
 
 
@@ -365,7 +360,9 @@ def _locked_open(transaction_id: str) -> tuple[Reservation, LevelBook, list[Allo
     ingredient_ids = list(Allocation.objects.filter(reservation=reservation).values_list("ingredient_id", flat=True))
     book = LevelBook(ingredient_ids)
     reservation = Reservation.objects.select_for_update().get(pk=reservation.pk)
-    allocations = list(Allocation.objects.filter(reservation=reservation, open=True).select_related("batch"))
+    allocations = list(
+        Allocation.objects.filter(reservation=reservation, open=True).select_related("batch", "ingredient")
+    )
     return reservation, book, allocations
 
 
@@ -394,7 +391,7 @@ def commit_reservation(*, transaction_id: str) -> Reservation:
             reservation_id=reservation.id,
         )
     Allocation.objects.filter(id__in=[a.id for a in allocations]).update(open=False)
-    return _close(reservation, book, Reservation.Status.COMMITTED, "stock.reservation_committed")
+    return _close(reservation, book, allocations, Reservation.Status.COMMITTED, "stock.reservation_committed")
 
 
 @transaction.atomic
@@ -418,11 +415,13 @@ def release_reservation(*, transaction_id: str, note: str = "") -> Reservation:
             note=note,
         )
     Allocation.objects.filter(id__in=[a.id for a in allocations]).update(open=False)
-    return _close(reservation, book, Reservation.Status.RELEASED, "stock.reservation_released")
+    return _close(reservation, book, allocations, Reservation.Status.RELEASED, "stock.reservation_released")
 
 
-def _close(reservation: Reservation, book: LevelBook, status: str, event_type: str) -> Reservation:
-    body = _event_body(reservation)
+def _close(
+    reservation: Reservation, book: LevelBook, allocations: list[Allocation], status: str, event_type: str
+) -> Reservation:
+    body = _event_body(reservation, allocations)
     reservation.status = status
     reservation.closed_at = timezone.now()
     reservation.save(update_fields=["status", "closed_at"])
@@ -631,6 +630,17 @@ class _HashingReader(io.RawIOBase):
         self.sha256.update(data)
         buffer[: len(data)] = data
         return len(data)
+
+
+def ingest_upload(*, upload, key: str | None = None) -> ReceiptOutcome:
+    """Ingest an uploaded file (API or admin); its key defaults to ``uploads/<file name>``."""
+
+    @contextmanager
+    def reopen():
+        upload.seek(0)  # read twice when it is a duplicate: once to hash, never closed in between
+        yield upload
+
+    return ingest_receipt(key=key or f"uploads/{upload.name}", open_stream=reopen, source="upload")
 
 
 def file_sha256(stream: BinaryIO) -> str:

@@ -62,14 +62,13 @@ class LevelStreamView(APIView):
             if skus:
                 levels = levels.filter(sku__in=skus)
             for ingredient in levels:
-                level = getattr(ingredient, "level", None)
                 yield _sse(
                     "level",
                     {
                         "sku": ingredient.sku,
-                        "on_hand": str(level.on_hand if level else 0),
-                        "reserved": str(level.reserved if level else 0),
-                        "available": str(level.available if level else 0),
+                        "on_hand": str(ingredient.on_hand),
+                        "reserved": str(ingredient.reserved),
+                        "available": str(ingredient.available),
                     },
                 )
         deadline = time.monotonic() + max_seconds

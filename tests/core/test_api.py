@@ -1,6 +1,7 @@
 """The API base: authentication, the one error shape, correlation ids, OpenAPI schema and docs."""
 
 import pytest
+from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from supplychain.core.api.errors import exception_handler, flatten_errors
@@ -118,10 +119,16 @@ def test_docs_page_is_served_without_any_external_download():
     assert "cdn.jsdelivr" not in html
 
 
-def test_pages_are_paginated_by_default():
-    from django.conf import settings
+def test_lists_are_paginated_with_a_caller_chosen_page_size(api):
+    from supplychain.events.services import record_received
 
-    from supplychain.core.api.pagination import DefaultPagination
-
-    assert settings.REST_FRAMEWORK["DEFAULT_PAGINATION_CLASS"].endswith("DefaultPagination")
-    assert DefaultPagination.max_page_size == 500
+    for n in range(3):
+        record_received(partner="erp", message_type="erp.order", entity_key=f"order-{n}")
+    admin = APIClient()
+    admin.force_authenticate(get_user_model().objects.get(username="admin"))
+    first = admin.get("/api/v1/audit/", {"page_size": 2}).json()
+    assert first["count"] == 3
+    assert len(first["results"]) == 2
+    second = admin.get(first["next"]).json()
+    assert len(second["results"]) == 1
+    assert second["next"] is None

@@ -4,7 +4,6 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from supplychain.core import bootstrap as bootstrap_module
 from supplychain.core.bootstrap import bootstrap
 from supplychain.core.models import Milestone
 
@@ -26,25 +25,16 @@ def test_api_user_is_not_staff():
     assert not api_user.is_staff and not api_user.is_superuser
 
 
-def test_demo_data_loads_once(monkeypatch):
-    calls = []
+def test_demo_data_loads_once(settings, tmp_path):
+    from stock.models import Ingredient, Recipe
+    from supplychain.core.storage import get_storage
 
-    class FakeDemo:
-        @staticmethod
-        def load():
-            calls.append(1)
-
-    real_import = bootstrap_module.importlib.import_module
-
-    def import_module(name):
-        if name == "stock.demo":
-            return FakeDemo
-        return real_import(name)
-
-    monkeypatch.setattr(bootstrap_module.importlib, "import_module", import_module)
+    settings.OBJECT_STORAGE = {**settings.OBJECT_STORAGE, "BUCKET": "", "LOCAL_DIR": tmp_path}
     assert bootstrap().demo_loaded_now is True
     assert bootstrap().demo_loaded_now is False
-    assert calls == [1]
+    assert Ingredient.objects.count() == 6
+    assert Recipe.objects.count() == 2
+    assert len(list(get_storage().list("receipts/"))) == 1  # one demo receipt dropped for the poll
     assert Milestone.objects.filter(name="demo-data-loaded").count() == 1
 
 

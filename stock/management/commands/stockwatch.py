@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from django.core.management.base import BaseCommand, CommandError
 
-from stock.models import Ingredient
+from stock import selectors
 
 SPARKS = "▁▂▃▄▅▆▇█"
 
@@ -37,7 +37,7 @@ class Command(BaseCommand):
         parser.add_argument("--frames", type=int, default=0, help="Stop after this many frames (0: until Ctrl-C).")
 
     def handle(self, *args, skus, interval, width, frames, **options):
-        query = Ingredient.objects.select_related("level").order_by("sku")
+        query = selectors.stock_levels()
         if skus:
             missing = sorted(set(skus) - set(query.filter(sku__in=skus).values_list("sku", flat=True)))
             if missing:
@@ -49,15 +49,12 @@ class Command(BaseCommand):
             while not frames or frame < frames:
                 rows = []
                 for ingredient in query[:20]:
-                    level = getattr(ingredient, "level", None)
-                    on_hand = level.on_hand if level else Decimal(0)
-                    reserved = level.reserved if level else Decimal(0)
-                    history.setdefault(ingredient.sku, deque(maxlen=width)).append(on_hand)
-                    rows.append((ingredient, on_hand, reserved))
+                    history.setdefault(ingredient.sku, deque(maxlen=width)).append(ingredient.on_hand)
+                    rows.append((ingredient, ingredient.on_hand, ingredient.reserved))
                 scale = max([Decimal(1), *(max(history[i.sku]) for i, _, _ in rows)])
                 lines = [f"stock levels at {time.strftime('%H:%M:%S')}  (▓ reserved  █ available)"]
                 for ingredient, on_hand, reserved in rows:
-                    low = " LOW" if on_hand - reserved < ingredient.low_stock_threshold else ""
+                    low = " LOW" if ingredient.low else ""
                     lines.append(
                         f"{ingredient.sku:<14} {bar(on_hand, reserved, scale, width)} "
                         f"{on_hand:>12} on hand {reserved:>10} reserved{low}\n"
