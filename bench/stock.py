@@ -229,7 +229,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--receipt-rows", type=int, default=200000)
     parser.add_argument("--web-workers", type=int, default=4)
+    parser.add_argument(
+        "--only", default="service,http,receipts", help="Comma-separated parts to run (the ceiling always runs)."
+    )
     args = parser.parse_args()
+    parts = set(args.only.split(","))
 
     env = configure()
     from django.db import connection
@@ -245,29 +249,34 @@ def main() -> None:
     token = bootstrap(demo=False).api_token
     progress("setting up 1,000 SKUs and the hot 10")
     wide, hot = setup_skus(1000, "wide"), setup_skus(10, "hot")
-    results = {"clients": args.clients, "seconds_per_run": args.seconds}
+    results = {"clients": args.clients, "seconds_per_run": args.seconds, "parts": sorted(parts)}
     progress("pgbench ceilings")
     ceiling = {
         "wide": pgbench_ceiling(env["DATABASE_URL"], 1000, args.clients, args.seconds),
         "hot": pgbench_ceiling(env["DATABASE_URL"], 10, args.clients, args.seconds),
     }
-    progress("service layer")
-    service = {
-        "wide": service_rate(wide, args.clients, args.seconds, "wide"),
-        "hot": service_rate(hot, args.clients, args.seconds, "hot"),
-    }
-    progress("HTTP API through gunicorn")
-    port = 18700
-    web = WebServer(env, port, args.web_workers)
-    try:
-        http = {
-            "wide": http_rate(wide, args.clients, args.seconds, "wide", f"http://127.0.0.1:{port}", token),
-            "hot": http_rate(hot, args.clients, args.seconds, "hot", f"http://127.0.0.1:{port}", token),
+    service = http = {"wide": 0.0, "hot": 0.0}
+    receipts = 0.0
+    if "service" in parts:
+        progress("service layer")
+        service = {
+            "wide": service_rate(wide, args.clients, args.seconds, "wide"),
+            "hot": service_rate(hot, args.clients, args.seconds, "hot"),
         }
-    finally:
-        web.stop()
-    progress(f"receipt of {args.receipt_rows:,} rows")
-    receipts = receipt_rate(args.receipt_rows)
+    if "http" in parts:
+        progress("HTTP API through gunicorn")
+        port = 18700
+        web = WebServer(env, port, args.web_workers)
+        try:
+            http = {
+                "wide": http_rate(wide, args.clients, args.seconds, "wide", f"http://127.0.0.1:{port}", token),
+                "hot": http_rate(hot, args.clients, args.seconds, "hot", f"http://127.0.0.1:{port}", token),
+            }
+        finally:
+            web.stop()
+    if "receipts" in parts:
+        progress(f"receipt of {args.receipt_rows:,} rows")
+        receipts = receipt_rate(args.receipt_rows)
     violations = invariant_violations()
     for case in ("wide", "hot"):
         results[case] = {

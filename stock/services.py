@@ -8,13 +8,14 @@ concurrent reservations, receipts and the expiry sweep never oversell and never 
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
@@ -28,7 +29,8 @@ from django.utils import timezone
 from stock.models import Allocation, Batch, Ingredient, Movement, Receipt, Reservation, StockLevel, Supplier
 from supplychain.core.db import copy_rows
 from supplychain.core.errors import Conflict, DomainError, NotFound, Unprocessable
-from supplychain.events.services import NewEvent, publish_many
+from supplychain.events import registry
+from supplychain.events.services import NewEvent, announce_published, current_correlation_id, publish_many
 
 logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
@@ -42,6 +44,12 @@ class UnknownSku(DomainError):
     status = 400
     type = "unknown_sku"
     title = "Unknown ingredient."
+
+
+class InvalidItems(DomainError):
+    status = 400
+    type = "invalid_items"
+    title = "The items are not valid."
 
 
 class TransactionIdReused(Unprocessable):
@@ -178,18 +186,91 @@ def reserve_stock(
     Returns the reservation; its ``response_status`` is 201 (reserved) or 409 (rejected: nothing
     reserved, the shortages in ``response``). Repeating the same request returns the same reservation;
     the same id with a different request raises ``TransactionIdReused`` (422).
+
+    On PostgreSQL the whole reservation is one call of the ``stock_reserve`` database function (one
+    round trip: stock/sql/stock_reserve.sql); elsewhere (SQLite) the same rules run here in Python.
     """
+    skus = [item.sku for item in items]
+    repeated = sorted({sku for sku in skus if skus.count(sku) > 1})
+    if repeated:
+        raise InvalidItems("Each sku once.", errors={"items": [f"Each sku once; repeated: {', '.join(repeated)}."]})
     request = _canonical(transaction_id, items, needed_by, hold_seconds)
     digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
-    existing = Reservation.objects.filter(transaction_id=transaction_id).first()
-    if existing is not None:
-        return _replay(existing, digest)
     try:
+        if connection.vendor == "postgresql":
+            # One statement is a transaction of its own; inside the caller's, a savepoint keeps it usable.
+            with transaction.atomic() if connection.in_atomic_block else nullcontext():
+                return _reserve_in_database(request, digest, items, needed_by, hold_seconds)
         with transaction.atomic():
-            return _reserve(request, digest, items, needed_by, hold_seconds)
+            existing = Reservation.objects.filter(transaction_id=transaction_id).first()
+            if existing is not None:
+                return _replay(existing, digest)
+            return _reserve_in_python(request, digest, items, needed_by, hold_seconds)
     except IntegrityError:
         # A concurrent request with the same id committed first: answer as a repeat of it.
         return _replay(Reservation.objects.get(transaction_id=transaction_id), digest)
+
+
+RESERVE_EVENT_TYPES = ("stock.level_changed", "stock.low", "stock.reservation_created", "stock.reservation_rejected")
+
+
+@functools.cache
+def _event_versions() -> str:
+    return json.dumps({event_type: registry.latest_version(event_type) for event_type in RESERVE_EVENT_TYPES})
+
+
+def _not_before(needed_by: date | None) -> date:
+    today = timezone.localdate()
+    return max(today, needed_by) if needed_by else today
+
+
+def _reserve_in_database(request, digest, items, needed_by, hold_seconds) -> Reservation:
+    """One call of ``stock_reserve``: locks, FEFO plan, every write and the events, in one round trip."""
+    now = timezone.now()
+    hold_until = now + timedelta(seconds=hold_seconds) if hold_seconds else None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT stock_reserve(%s, %s::jsonb, %s, %s::text[], %s::numeric[], %s, %s, %s, %s, %s, %s::jsonb)",
+            [
+                request["transaction_id"],
+                json.dumps(request),
+                digest,
+                [item.sku for item in items],
+                [item.quantity for item in items],
+                _not_before(needed_by),
+                needed_by,
+                hold_until.isoformat() if hold_until else None,
+                now.isoformat(),
+                current_correlation_id(),
+                _event_versions(),
+            ],
+        )
+        result = cursor.fetchone()[0]
+    if isinstance(result, str):  # Django leaves jsonb undecoded for its JSONField
+        result = json.loads(result)
+    if result["outcome"] == "unknown":
+        raise UnknownSku(
+            "Unknown sku in the request.", errors={f"items.{n}.sku": ["Unknown sku."] for n in result["missing"]}
+        )
+    if result["outcome"] == "replay":
+        return _replay(Reservation.objects.get(pk=result["id"]), digest)
+    announce_published(result["events"])
+    rejected = result["outcome"] == "rejected"
+    reservation = Reservation(
+        id=result["id"],
+        transaction_id=request["transaction_id"],
+        status=Reservation.Status.REJECTED if rejected else Reservation.Status.RESERVED,
+        request_hash=digest,
+        request=request,
+        response_status=result["status"],
+        response=result["response"],
+        needed_by=needed_by,
+        hold_until=hold_until,
+        created_at=now,
+        closed_at=now if rejected else None,
+    )
+    reservation._state.adding, reservation._state.db = False, connection.alias
+    return reservation
 
 
 def _replay(reservation: Reservation, digest: str) -> Reservation:
@@ -223,18 +304,18 @@ def _eligible_batches(ingredient_ids: list[int], not_before: date) -> dict[int, 
     return by_ingredient
 
 
-def _reserve(request, digest, items, needed_by, hold_seconds) -> Reservation:
+def _reserve_in_python(request, digest, items, needed_by, hold_seconds) -> Reservation:
+    """The reservation on databases without ``stock_reserve`` (SQLite): the same rules, step by step."""
     ingredients = _ingredients_for(items)
     book = LevelBook(ingredient.id for ingredient in ingredients.values())
-    today = timezone.localdate()
-    not_before = max(today, needed_by) if needed_by else today
+    not_before = _not_before(needed_by)
     batches = _eligible_batches([i.id for i in ingredients.values()], not_before)
     shortages = []
     for item in items:
         ingredient = ingredients[item.sku]
         available = min(
             sum((b.quantity_available for b in batches[ingredient.id]), ZERO), book.levels[ingredient.id].available
-        )
+        ).quantize(MILLI)
         if available < item.quantity:
             shortages.append(
                 {"sku": item.sku, "requested": str(item.quantity.quantize(MILLI)), "available": str(available)}
@@ -281,7 +362,7 @@ def _reserve(request, digest, items, needed_by, hold_seconds) -> Reservation:
         for batch in batches[ingredient.id]:
             if needed <= 0:
                 break
-            take = min(needed, batch.quantity_available)
+            take = min(needed, batch.quantity_available).quantize(MILLI)
             if take <= 0:
                 continue
             needed -= take

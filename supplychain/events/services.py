@@ -137,9 +137,23 @@ def publish_many(events: Iterable[NewEvent], *, with_keys: bool = True) -> list[
         counts: dict[str, int] = defaultdict(int)
         for row in rows:
             counts[row.type] += 1
-        transaction.on_commit(lambda: metrics.count_published(counts))
-        transaction.on_commit(relay_kicker.kick)
+        announce_published(counts)
     return rows
+
+
+def announce_published(counts: dict[str, int]) -> None:
+    """After commit, count the events written in this transaction and kick the relay.
+
+    ``publish_many`` calls it; so does a caller whose database function wrote its outbox and audit
+    rows itself (``stock_reserve``), so those events are counted and relayed exactly the same way.
+    """
+    transaction.on_commit(lambda: metrics.count_published(counts))
+    transaction.on_commit(relay_kicker.kick)
+
+
+def current_correlation_id() -> str:
+    """The correlation id events published now carry (the request's or the task's), as stored."""
+    return (get_guid() or "")[:100]
 
 
 class _Kicker:

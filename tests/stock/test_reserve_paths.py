@@ -1,0 +1,179 @@
+"""The two reservation paths agree: ``stock_reserve`` in PostgreSQL and the Python steps SQLite runs.
+
+The same scenario runs through each on the same PostgreSQL database (rolled back in between), and
+everything a user or subscriber can see must be equal: answers, batches, levels, allocations, the
+ledger, and the events with their audit entries. Every event the database function writes must also
+match its JSON Schema, as ``publish`` would have checked.
+"""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from stock import selectors, services
+from stock.models import Allocation, Batch, Movement, Reservation, StockLevel
+from stock.services import Item
+from supplychain.events import registry
+from supplychain.events.models import AuditEntry, OutboxEvent
+from tests.stock.factories import IngredientFactory, csv_opener
+
+pytestmark = pytest.mark.django_db
+D = Decimal
+
+
+class Rollback(Exception):
+    pass
+
+
+def day(offset: int):
+    return timezone.localdate() + timedelta(days=offset)
+
+
+def scenario() -> list:
+    """Receipts, then reservations that span batches, honour needed_by, cross the low mark, or fall short."""
+    IngredientFactory(sku="ham", low_stock_threshold=D(15))
+    IngredientFactory(sku="Mushroom-2")
+    IngredientFactory(sku="cheese", unit="kg")
+    IngredientFactory(sku="empty")
+    services.ingest_receipt(
+        key="paths.csv",
+        open_stream=csv_opener(
+            "sku,quantity,best_before,lot,supplier\n"
+            f"ham,10,{day(3)},H1,Farm A\n"
+            f"ham,10,{day(10)},H2,\n"
+            f"ham,5,{day(1)},H0,Farm B\n"
+            f"Mushroom-2,20.5,{day(5)},M1,Woods\n"
+            f"cheese,7.25,{day(20)},C1,Dairy\n"
+        ),
+        source="upload",
+    )
+    answers = []
+    requests = [
+        ("a", [Item("ham", 12), Item("Mushroom-2", D("0.5"))], None, None),  # H0 + part of H1; ham crosses 15
+        ("b", [Item("cheese", D("7.250")), Item("ham", 2)], None, 60),  # request order kept, a hold
+        ("c", [Item("ham", 5)], day(5), None),  # only H2 lasts until day 5
+        ("d", [Item("ham", 100), Item("cheese", 1), Item("Mushroom-2", 1)], None, None),  # two short: rejected
+        ("e", [Item("empty", 1)], None, None),  # no level row yet: created, then short
+        ("a", [Item("ham", 12), Item("Mushroom-2", D("0.500"))], None, None),  # a replay
+    ]
+    for transaction_id, items, needed_by, hold_seconds in requests:
+        reservation = services.reserve_stock(
+            transaction_id=transaction_id, items=items, needed_by=needed_by, hold_seconds=hold_seconds
+        )
+        answers.append((reservation.response_status, reservation.status, reservation.response))
+    with pytest.raises(services.TransactionIdReused):
+        services.reserve_stock(transaction_id="a", items=[Item("ham", 1)])
+    with pytest.raises(services.UnknownSku) as unknown:
+        services.reserve_stock(transaction_id="f", items=[Item("ham", 1), Item("caviar", 1)])
+    answers.append(unknown.value.errors)
+    return answers
+
+
+def snapshot(answers: list) -> dict:
+    lots = dict(Batch.objects.values_list("id", "lot"))
+
+    def plain(value):
+        if isinstance(value, dict):
+            return {
+                k: (lots[v] if k == "batch_id" else None if k == "hold_until" and v else plain(v))
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+
+    events = list(OutboxEvent.objects.filter(type__startswith="stock.reservation").order_by("id"))
+    events += list(OutboxEvent.objects.filter(type__in=["stock.level_changed", "stock.low"]).order_by("id"))
+    published = {e.event_id: e for e in AuditEntry.objects.filter(kind="published")}
+    for event in events:
+        registry.validate(event.type, event.version, event.payload)
+        entry = published[event.event_id]
+        assert entry.data == event.envelope()
+        assert (entry.event_type, entry.entity_key, entry.correlation_id) == (
+            event.type,
+            event.key,
+            event.correlation_id,
+        )
+    return {
+        "answers": plain(answers),
+        "levels": sorted(StockLevel.objects.values_list("ingredient__sku", "on_hand", "reserved")),
+        "batches": sorted(Batch.objects.values_list("lot", "quantity_remaining", "quantity_reserved", "status")),
+        "allocations": sorted(
+            Allocation.objects.values_list("reservation__transaction_id", "batch__lot", "ingredient__sku", "quantity")
+        ),
+        "ledger": sorted(
+            Movement.objects.exclude(kind="receipt").values_list(
+                "kind",
+                "ingredient__sku",
+                "batch__lot",
+                "reservation__transaction_id",
+                "on_hand_delta",
+                "reserved_delta",
+            )
+        ),
+        "reservations": sorted(
+            (r.transaction_id, r.status, r.response_status, r.request_hash, r.needed_by, r.closed_at is None)
+            for r in Reservation.objects.all()
+        ),
+        "holds": sorted(Reservation.objects.filter(hold_until__isnull=False).values_list("transaction_id", flat=True)),
+        "events": [(e.type, e.version, e.key, e.source, plain(e.payload)) for e in events],
+        "violations": selectors.invariant_violations(),
+    }
+
+
+def run(monkeypatch, path: str) -> dict:
+    with monkeypatch.context() as patch:
+        if path == "python":
+
+            def in_python(request, digest, items, needed_by, hold_seconds):
+                existing = Reservation.objects.filter(transaction_id=request["transaction_id"]).first()
+                if existing is not None:
+                    return services._replay(existing, digest)
+                return services._reserve_in_python(request, digest, items, needed_by, hold_seconds)
+
+            patch.setattr(services, "_reserve_in_database", in_python)
+        try:
+            with transaction.atomic():
+                found = snapshot(scenario())
+                raise Rollback
+        except Rollback:
+            return found
+
+
+def test_database_function_and_python_path_agree(monkeypatch):
+    assert connection.vendor == "postgresql"
+    in_database = run(monkeypatch, "database")
+    in_python = run(monkeypatch, "python")
+    assert in_database["violations"] == []
+    assert [answer[0] for answer in in_database["answers"][:6]] == [201, 201, 201, 409, 409, 201]
+    assert [e[0] for e in in_database["events"]].count("stock.low") == 1
+    for part in in_python:
+        assert in_database[part] == in_python[part], part
+
+
+def test_database_reservation_answer_lists_batches_first_expiring_first():
+    IngredientFactory(sku="ham")
+    services.ingest_receipt(
+        key="fefo.csv",
+        open_stream=csv_opener(f"sku,quantity,best_before,lot\nham,4,{day(9)},LATE\nham,4,{day(2)},EARLY\n"),
+        source="upload",
+    )
+    reservation = services.reserve_stock(transaction_id="fefo", items=[Item("ham", 6)])
+    assert reservation.response_status == 201
+    (line,) = reservation.response["items"]
+    assert line["quantity"] == "6.000"
+    assert [(b["lot"], b["quantity"]) for b in line["batches"]] == [("EARLY", "4.000"), ("LATE", "2.000")]
+    stored = Reservation.objects.get(transaction_id="fefo")
+    assert stored.response == reservation.response
+    assert services.reservation_document(stored) == reservation.response
+
+
+def test_repeated_sku_in_one_request_is_refused():
+    IngredientFactory(sku="ham")
+    with pytest.raises(services.InvalidItems) as refused:
+        services.reserve_stock(transaction_id="twice", items=[Item("ham", 1), Item("ham", 2)])
+    assert refused.value.errors == {"items": ["Each sku once; repeated: ham."]}
+    assert not Reservation.objects.exists()
