@@ -101,7 +101,8 @@ class Batch(models.Model):
         DEPLETED = "depleted", "Depleted"
         EXPIRED = "expired", "Expired"
 
-    ingredient = models.ForeignKey(Ingredient, on_delete=models.PROTECT, related_name="batches")
+    # No index of its own: the unique (ingredient, lot) index serves lookups by ingredient (one index less per row).
+    ingredient = models.ForeignKey(Ingredient, on_delete=models.PROTECT, related_name="batches", db_index=False)
     lot = models.CharField(max_length=100)
     supplier = models.ForeignKey(Supplier, null=True, blank=True, on_delete=models.PROTECT)
     receipt = models.ForeignKey(Receipt, null=True, blank=True, on_delete=models.PROTECT, related_name="batches")

@@ -123,12 +123,8 @@ class LevelBook:
         Movement.objects.bulk_create(self.movements, batch_size=2000)
         events = []
         changed = {i: level for i, level in self.levels.items() if (level.on_hand, level.reserved) != self.before[i]}
-        if changed:  # one UPDATE for every changed level
-            StockLevel.objects.filter(pk__in=changed).update(
-                on_hand=Case(*(When(pk=i, then=Value(level.on_hand)) for i, level in changed.items())),
-                reserved=Case(*(When(pk=i, then=Value(level.reserved)) for i, level in changed.items())),
-                updated_at=timezone.now(),
-            )
+        if changed:
+            _write_levels(changed)
         for ingredient_id, level in changed.items():
             ingredient = level.ingredient
             events.append(
@@ -155,6 +151,30 @@ class LevelBook:
                     )
                 )
         return events
+
+
+def _write_levels(changed: dict[int, StockLevel]) -> None:
+    """One UPDATE for every changed level (on PostgreSQL from two arrays: a receipt may touch thousands)."""
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE stock_stocklevel l SET on_hand = v.on_hand, reserved = v.reserved, updated_at = %s"
+                " FROM unnest(%s::bigint[], %s::numeric[], %s::numeric[]) AS v(ingredient_id, on_hand, reserved)"
+                " WHERE l.ingredient_id = v.ingredient_id",
+                [
+                    now,
+                    list(changed),
+                    [level.on_hand for level in changed.values()],
+                    [level.reserved for level in changed.values()],
+                ],
+            )
+        return
+    StockLevel.objects.filter(pk__in=changed).update(
+        on_hand=Case(*(When(pk=i, then=Value(level.on_hand)) for i, level in changed.items())),
+        reserved=Case(*(When(pk=i, then=Value(level.reserved)) for i, level in changed.items())),
+        updated_at=now,
+    )
 
 
 # ---- Reservations ---------------------------------------------------------------------------------
@@ -675,16 +695,6 @@ class ReceiptOutcome:
 
 
 @dataclass
-class _Row:
-    line: int
-    sku: str
-    quantity: Decimal
-    best_before: date
-    lot: str
-    supplier: str
-
-
-@dataclass
 class _Progress:
     rows: int = 0
     ingested: int = 0
@@ -769,8 +779,9 @@ def _ingest_new(key, open_stream, source, progress) -> ReceiptOutcome:
         header = _read_header(reader, state)
         if header is not None:
             seen_lots: set[tuple[str, str]] = set()
+            known = _Known()
             for chunk in _chunks(_parse_rows(reader, header, default_lot, state, seen_lots), CHUNK_ROWS):
-                _ingest_chunk(receipt, chunk, state, deltas)
+                _ingest_chunk(receipt, chunk, state, deltas, known)
                 if progress:
                     progress(state.rows, state.ingested)
         for _ in iter(lambda: hashing.read(1 << 20), b""):
@@ -781,11 +792,10 @@ def _ingest_new(key, open_stream, source, progress) -> ReceiptOutcome:
     receipt.errors = state.errors
     receipt.status = Receipt.Status.PROCESSED if header is not None else Receipt.Status.FAILED
     receipt.save()
-    _record_receipt_movements(receipt)
+    # The ledger gets one receipt row per ingredient and file; each batch keeps its file, line and quantity.
     book = LevelBook(deltas)
     for ingredient_id, delta in deltas.items():
-        level = book.levels[ingredient_id]
-        level.on_hand += delta  # the ledger rows were written per batch with the batches
+        book.move(Movement.Kind.RECEIPT, ingredient_id, on_hand=delta, note=key[:200])
     events = book.save()
     events.append(
         NewEvent(
@@ -828,63 +838,68 @@ def _read_header(reader, state: _Progress) -> dict[str, int] | None:
     return {column: header.index(column) for column in header}
 
 
-def _parse_rows(reader, header, default_lot, state: _Progress, seen_lots) -> Iterator[_Row]:
+def _parse_rows(reader, header, default_lot, state: _Progress, seen_lots) -> Iterator[tuple]:
+    """Good rows as ``(line, sku, quantity, best_before, lot, supplier)``; each bad one reported once."""
     today = timezone.localdate()
     width = len(header)
+    at_sku, at_quantity, at_best_before = header["sku"], header["quantity"], header["best_before"]
+    at_lot, at_supplier = header.get("lot"), header.get("supplier")
     for number, values in enumerate(reader, start=2):
-        if not values or all(not value.strip() for value in values):
+        if len(values) != width:
+            if not values or all(not value.strip() for value in values):
+                continue
+            if len(values) > width:
+                state.rows += 1
+                state.error(number, "", f"expected {width} fields, found {len(values)}")
+                continue
+            values = values + [""] * (width - len(values))  # trailing optional fields (lot, supplier) left out
+        sku, text_quantity, text_date = (
+            values[at_sku].strip(),
+            values[at_quantity].strip(),
+            values[at_best_before].strip(),
+        )
+        lot = values[at_lot].strip() if at_lot is not None else ""
+        supplier = values[at_supplier].strip() if at_supplier is not None else ""
+        if not (sku and text_quantity and text_date):
+            if not (sku or text_quantity or text_date or lot or supplier):
+                continue  # a blank row
+            state.rows += 1
+            state.error(number, "sku" if not sku else "quantity" if not text_quantity else "best_before", "missing")
             continue
         state.rows += 1
-        if len(values) < width:  # trailing optional fields (lot, supplier) may be left out
-            values = values + [""] * (width - len(values))
-        if len(values) > width:
-            state.error(number, "", f"expected {width} fields, found {len(values)}")
+        try:
+            quantity = Decimal(text_quantity)
+            if not quantity.is_finite():
+                raise InvalidOperation
+        except InvalidOperation:
+            state.error(number, "quantity", f"not a number: {text_quantity!r}")
             continue
-        cell = {column: values[index].strip() for column, index in header.items()}
-        missing = [column for column in REQUIRED_COLUMNS if not cell[column]]
-        if missing:
-            state.error(number, missing[0], "missing")
+        if quantity <= 0:
+            state.error(number, "quantity", f"must be positive, got {text_quantity}")
             continue
-        row = _parse_row(number, cell, default_lot, today, state)
-        if row is None:
+        if quantity.as_tuple().exponent < -3:
+            state.error(number, "quantity", "at most 3 decimal places")
             continue
-        if (row.sku, row.lot) in seen_lots:
-            state.error(number, "lot", f"lot {row.lot!r} appears twice for {row.sku} in this file")
+        try:
+            best_before = date.fromisoformat(text_date)
+        except ValueError:
+            state.error(number, "best_before", f"not a date (YYYY-MM-DD): {text_date!r}")
             continue
-        seen_lots.add((row.sku, row.lot))
-        yield row
+        if best_before < today:
+            state.error(number, "best_before", f"{best_before} is already past")
+            continue
+        lot = lot or default_lot
+        if len(lot) > 100:
+            state.error(number, "lot", "longer than 100 characters")
+            continue
+        if (sku, lot) in seen_lots:
+            state.error(number, "lot", f"lot {lot!r} appears twice for {sku} in this file")
+            continue
+        seen_lots.add((sku, lot))
+        yield number, sku, quantity, best_before, lot, supplier
 
 
-def _parse_row(number: int, cell: dict, default_lot: str, today: date, state: _Progress) -> _Row | None:
-    try:
-        quantity = Decimal(cell["quantity"])
-        if not quantity.is_finite():
-            raise InvalidOperation
-    except InvalidOperation:
-        state.error(number, "quantity", f"not a number: {cell['quantity']!r}")
-        return None
-    if quantity <= 0:
-        state.error(number, "quantity", f"must be positive, got {cell['quantity']}")
-        return None
-    if quantity.as_tuple().exponent < -3:
-        state.error(number, "quantity", "at most 3 decimal places")
-        return None
-    try:
-        best_before = date.fromisoformat(cell["best_before"])
-    except ValueError:
-        state.error(number, "best_before", f"not a date (YYYY-MM-DD): {cell['best_before']!r}")
-        return None
-    if best_before < today:
-        state.error(number, "best_before", f"{best_before} is already past")
-        return None
-    lot = cell.get("lot") or default_lot
-    if len(lot) > 100:
-        state.error(number, "lot", "longer than 100 characters")
-        return None
-    return _Row(number, cell["sku"], quantity, best_before, lot, cell.get("supplier", ""))
-
-
-def _chunks(rows: Iterator[_Row], size: int) -> Iterator[list[_Row]]:
+def _chunks(rows: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
     chunk = []
     for row in rows:
         chunk.append(row)
@@ -895,49 +910,55 @@ def _chunks(rows: Iterator[_Row], size: int) -> Iterator[list[_Row]]:
         yield chunk
 
 
-def _ingest_chunk(receipt: Receipt, rows: list[_Row], state: _Progress, deltas: dict[int, Decimal]) -> None:
-    ingredients = dict(Ingredient.objects.filter(sku__in={r.sku for r in rows}).values_list("sku", "id"))
-    existing = _received_lots({(ingredients[r.sku], r.lot) for r in rows if r.sku in ingredients})
-    suppliers = _suppliers({r.supplier for r in rows if r.supplier})
+@dataclass
+class _Known:
+    """Ingredient and supplier ids already looked up while ingesting one file."""
+
+    ingredients: dict[str, int | None] = field(default_factory=dict)
+    suppliers: dict[str, int] = field(default_factory=dict)
+
+
+def _ingest_chunk(
+    receipt: Receipt, rows: list[tuple], state: _Progress, deltas: dict[int, Decimal], known: _Known
+) -> None:
+    new_skus = {row[1] for row in rows} - known.ingredients.keys()
+    if new_skus:
+        found = dict(Ingredient.objects.filter(sku__in=new_skus).values_list("sku", "id"))
+        known.ingredients.update({sku: found.get(sku) for sku in new_skus})
+    ingredients = known.ingredients
+    existing = _received_lots({(ingredients[row[1]], row[4]) for row in rows if ingredients[row[1]] is not None})
+    new_suppliers = {row[5] for row in rows if row[5]} - known.suppliers.keys()
+    if new_suppliers:
+        known.suppliers.update(_suppliers(new_suppliers))
+    suppliers = known.suppliers
     now = timezone.now()
     batches = []
-    for row in rows:
-        ingredient_id = ingredients.get(row.sku)
+    for line, sku, quantity, best_before, lot, supplier in rows:
+        ingredient_id = ingredients[sku]
         if ingredient_id is None:
-            state.error(row.line, "sku", f"unknown sku {row.sku!r}")
+            state.error(line, "sku", f"unknown sku {sku!r}")
             continue
-        if (ingredient_id, row.lot) in existing:
-            state.error(row.line, "lot", f"lot {row.lot!r} of {row.sku} was already received")
+        if (ingredient_id, lot) in existing:
+            state.error(line, "lot", f"lot {lot!r} of {sku} was already received")
             continue
         batches.append(
             (
                 ingredient_id,
-                row.lot,
-                suppliers.get(row.supplier),
+                lot,
+                suppliers.get(supplier),
                 receipt.id,
-                row.line,
+                line,
                 now,
-                row.best_before,
-                row.quantity,
-                row.quantity,
+                best_before,
+                quantity,
+                quantity,
                 ZERO,
                 Batch.Status.ACTIVE,
             )
         )
-        deltas[ingredient_id] += row.quantity
-    copy_rows(Batch, BATCH_FIELDS, batches)  # COPY on PostgreSQL: the ledger rows follow in one INSERT … SELECT
+        deltas[ingredient_id] += quantity
+    copy_rows(Batch, BATCH_FIELDS, batches)  # COPY on PostgreSQL
     state.ingested += len(batches)
-
-
-def _record_receipt_movements(receipt: Receipt) -> None:
-    """One ledger row per batch of the receipt, written by the database from the batches themselves."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO stock_movement"
-            " (ingredient_id, batch_id, kind, on_hand_delta, reserved_delta, created_at, note)"
-            " SELECT ingredient_id, id, %s, quantity_received, 0, %s, %s FROM stock_batch WHERE receipt_id = %s",
-            [Movement.Kind.RECEIPT, timezone.now(), receipt.key[:200], receipt.id],
-        )
 
 
 def _received_lots(pairs: set[tuple[int, str]]) -> set[tuple[int, str]]:

@@ -10,15 +10,34 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from datetime import date
 
 from django.db import connection, models
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_BLOCK_ROWS = 2000
+
+
+def copy_text(value) -> str:
+    """One value in COPY's text format (``\\N`` for NULL, backslash escapes in text)."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    if value is True or value is False:
+        return "t" if value else "f"
+    if isinstance(value, date):  # datetime too: ISO 8601 with its offset
+        return value.isoformat()
+    return str(value)
 
 
 def copy_rows(model: type[models.Model], fields: Sequence[str], rows: Iterable[Sequence]) -> None:
     """Insert plain value tuples (in ``fields`` order) into ``model``'s table; keys are not read back.
 
     Values must already be what the column stores: JSON fields take Python objects (dumped here),
-    others their plain Python value (str, int, float, UUID, aware datetime, None).
+    others their plain Python value (str, int, float, Decimal, date, UUID, aware datetime, None).
+    On PostgreSQL the rows go as blocks of COPY text, formatted here: psycopg's ``write_row`` costs
+    about four times as much per row (measured on the 200,000-row receipt in bench/stock.py).
     """
     columns = [model._meta.get_field(name) for name in fields]
     if connection.vendor != "postgresql":
@@ -28,13 +47,19 @@ def copy_rows(model: type[models.Model], fields: Sequence[str], rows: Iterable[S
     json_positions = [i for i, column in enumerate(columns) if isinstance(column, models.JSONField)]
     names = ", ".join(connection.ops.quote_name(column.column) for column in columns)
     table = connection.ops.quote_name(model._meta.db_table)
+    block: list[str] = []
     with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
         for row in rows:
             if json_positions:
                 row = list(row)
                 for position in json_positions:
                     row[position] = json.dumps(row[position], separators=(",", ":"))
-            copy.write_row(row)
+            block.append("\t".join([copy_text(value) for value in row]))
+            if len(block) >= _COPY_BLOCK_ROWS:
+                copy.write("\n".join(block) + "\n")
+                block.clear()
+        if block:
+            copy.write("\n".join(block) + "\n")
 
 
 def copy_insert(model: type[models.Model], instances: Sequence[models.Model], fields: Sequence[str]) -> None:
