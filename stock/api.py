@@ -219,13 +219,6 @@ class ReservationInput(serializers.Serializer):
         help_text="Release automatically if not committed in time.",
     )
 
-    def validate_items(self, items):
-        skus = [item["sku"] for item in items]
-        duplicates = sorted({sku for sku in skus if skus.count(sku) > 1})
-        if duplicates:
-            raise serializers.ValidationError(f"Each sku once; repeated: {', '.join(duplicates)}.")
-        return items
-
 
 RESERVED_EXAMPLE = {
     "transaction_id": "abc123",

@@ -48,8 +48,8 @@ class UnknownSku(DomainError):
 
 class InvalidItems(DomainError):
     status = 400
-    type = "invalid_items"
-    title = "The items are not valid."
+    type = "validation_error"  # the API's shape for a request that is not valid
+    title = "The request is not valid."
 
 
 class TransactionIdReused(Unprocessable):
@@ -213,7 +213,8 @@ def reserve_stock(
     skus = [item.sku for item in items]
     repeated = sorted({sku for sku in skus if skus.count(sku) > 1})
     if repeated:
-        raise InvalidItems("Each sku once.", errors={"items": [f"Each sku once; repeated: {', '.join(repeated)}."]})
+        reason = f"Each sku once; repeated: {', '.join(repeated)}."
+        raise InvalidItems(f"items: {reason}", errors={"items": [reason]})
     request = _canonical(transaction_id, items, needed_by, hold_seconds)
     digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
     try:
@@ -222,9 +223,6 @@ def reserve_stock(
             with transaction.atomic() if connection.in_atomic_block else nullcontext():
                 return _reserve_in_database(request, digest, items, needed_by, hold_seconds)
         with transaction.atomic():
-            existing = Reservation.objects.filter(transaction_id=transaction_id).first()
-            if existing is not None:
-                return _replay(existing, digest)
             return _reserve_in_python(request, digest, items, needed_by, hold_seconds)
     except IntegrityError:
         # A concurrent request with the same id committed first: answer as a repeat of it.
@@ -326,6 +324,9 @@ def _eligible_batches(ingredient_ids: list[int], not_before: date) -> dict[int, 
 
 def _reserve_in_python(request, digest, items, needed_by, hold_seconds) -> Reservation:
     """The reservation on databases without ``stock_reserve`` (SQLite): the same rules, step by step."""
+    existing = Reservation.objects.filter(transaction_id=request["transaction_id"]).first()
+    if existing is not None:
+        return _replay(existing, digest)
     ingredients = _ingredients_for(items)
     book = LevelBook(ingredient.id for ingredient in ingredients.values())
     not_before = _not_before(needed_by)

@@ -144,3 +144,13 @@ def test_a_user_without_stock_permissions_cannot_reserve(stocked):
     client = APIClient()
     client.force_authenticate(user)
     assert client.post("/api/v1/stock/reservations/", RESERVE, format="json").status_code == 403
+
+
+def test_a_sku_twice_in_one_request_is_400_naming_items_and_reserves_nothing(platform, stocked):
+    request = {"transaction_id": "twice", "items": [{"sku": "ham", "quantity": 1}, {"sku": "ham", "quantity": 2}]}
+    response = platform.post("/api/v1/stock/reservations/", request, format="json")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["type"] == "validation_error"
+    assert body["errors"] == {"items": ["Each sku once; repeated: ham."]}
+    assert platform.get("/api/v1/stock/reservations/twice/").status_code == 404

@@ -127,14 +127,7 @@ def snapshot(answers: list) -> dict:
 def run(monkeypatch, path: str) -> dict:
     with monkeypatch.context() as patch:
         if path == "python":
-
-            def in_python(request, digest, items, needed_by, hold_seconds):
-                existing = Reservation.objects.filter(transaction_id=request["transaction_id"]).first()
-                if existing is not None:
-                    return services._replay(existing, digest)
-                return services._reserve_in_python(request, digest, items, needed_by, hold_seconds)
-
-            patch.setattr(services, "_reserve_in_database", in_python)
+            patch.setattr(services, "_reserve_in_database", services._reserve_in_python)
         try:
             with transaction.atomic():
                 found = snapshot(scenario())
