@@ -25,11 +25,16 @@ CREATE OR REPLACE FUNCTION stock_reserve(
     p_versions jsonb
 ) RETURNS jsonb
 LANGUAGE plpgsql
+-- Generic plans: the statements' shapes never change, so planning each call (the default custom plans
+-- for parameterised statements) would cost more than the work itself.
+SET plan_cache_mode = force_generic_plan
 AS $fn$
 DECLARE
     v_now timestamptz := p_now::timestamptz;
     v_found record;
     v_ids bigint[];
+    v_units text[];
+    v_thresholds numeric[];
     v_missing int[];
     v_locked int;
     v_shortages jsonb;
@@ -49,10 +54,12 @@ BEGIN
                                   'status', v_found.response_status, 'response', v_found.response);
     END IF;
 
-    SELECT array_agg(i.id ORDER BY w.n), array_agg(w.n - 1 ORDER BY w.n) FILTER (WHERE i.id IS NULL)
-      INTO v_ids, v_missing
+    -- The items' ingredients, looked up once by their unique sku; later steps join these arrays.
+    SELECT array_agg(i.id ORDER BY w.n), array_agg(i.unit ORDER BY w.n), array_agg(i.low_stock_threshold ORDER BY w.n),
+           array_agg(w.n - 1 ORDER BY w.n) FILTER (WHERE i.id IS NULL)
+      INTO v_ids, v_units, v_thresholds, v_missing
       FROM unnest(p_skus) WITH ORDINALITY AS w(sku, n)
-      LEFT JOIN stock_ingredient i ON i.sku = w.sku;
+      LEFT JOIN LATERAL (SELECT id, unit, low_stock_threshold FROM stock_ingredient WHERE sku = w.sku) i ON true;
     IF v_missing IS NOT NULL THEN
         RETURN jsonb_build_object('outcome', 'unknown', 'missing', to_jsonb(v_missing));
     END IF;
@@ -130,7 +137,7 @@ BEGIN
                    ) AS item
               FROM unnest(v_batch_ids, v_takes) AS p(batch_id, take)
               JOIN stock_batch b ON b.id = p.batch_id
-              JOIN stock_ingredient i ON i.id = b.ingredient_id
+              JOIN unnest(v_ids, p_skus) AS i(id, sku) ON i.id = b.ingredient_id
               LEFT JOIN stock_supplier s ON s.id = b.supplier_id
              GROUP BY i.sku
           ) line;
@@ -159,6 +166,8 @@ BEGIN
             SELECT p.ingredient_id, sum(p.take) AS total
               FROM unnest(v_batch_ingredients, v_takes) AS p(ingredient_id, take)
              GROUP BY p.ingredient_id
+        ), ingredient AS (
+            SELECT DISTINCT * FROM unnest(v_ids, p_skus, v_units, v_thresholds) AS i(id, sku, unit, low_stock_threshold)
         ), changed AS (
             UPDATE stock_stocklevel l SET reserved = l.reserved + moved.total, updated_at = v_now
               FROM moved WHERE l.ingredient_id = moved.ingredient_id
@@ -170,13 +179,13 @@ BEGIN
                                                      'reserved', c.reserved::text,
                                                      'available', (c.on_hand - c.reserved)::text, 'unit', i.unit)
                    ) AS event
-              FROM changed c JOIN stock_ingredient i ON i.id = c.ingredient_id
+              FROM changed c JOIN ingredient i ON i.id = c.ingredient_id
             UNION ALL
             SELECT i.id, 1, jsonb_build_object(
                        'type', 'stock.low', 'key', i.sku,
                        'payload', jsonb_build_object('sku', i.sku, 'available', (c.on_hand - c.reserved)::text,
                                                      'threshold', i.low_stock_threshold::text))
-              FROM changed c JOIN stock_ingredient i ON i.id = c.ingredient_id
+              FROM changed c JOIN ingredient i ON i.id = c.ingredient_id
              WHERE c.on_hand - c.reserved + c.total >= i.low_stock_threshold
                AND i.low_stock_threshold > c.on_hand - c.reserved
         )
@@ -190,7 +199,7 @@ BEGIN
                                                               'quantity', p.take::numeric(14, 3)::text) ORDER BY p.n)
                             FROM unnest(v_batch_ids, v_batch_ingredients, v_takes)
                                  WITH ORDINALITY AS p(batch_id, ingredient_id, take, n)
-                            JOIN stock_ingredient i ON i.id = p.ingredient_id))));
+                            JOIN unnest(v_ids, p_skus) AS i(id, sku) ON i.id = p.ingredient_id))));
     END IF;
 
     -- The outbox rows (relayed after commit) and their audit entries, as events.services.publish_many writes them.
