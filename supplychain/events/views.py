@@ -5,9 +5,9 @@ import hmac
 from django.conf import settings
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
+from supplychain.core.api.authentication import TokenAuthentication
 from supplychain.core.api.errors import error_body
 from supplychain.events import metrics
 
