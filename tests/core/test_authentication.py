@@ -29,8 +29,9 @@ def clerk():
     return user, Token.objects.create(user=user)
 
 
-def test_one_query_loads_the_user_and_their_own_and_group_permissions(clerk):
+def test_after_the_first_one_query_loads_the_user_and_their_own_and_group_permissions(clerk):
     user, token = clerk
+    TokenAuthentication().authenticate_credentials(token.key)  # the first one also loads the permission names
     with CaptureQueriesContext(connection) as queries:
         found, auth = TokenAuthentication().authenticate_credentials(token.key)
         assert found.has_perm("stock.add_reservation")  # from the group
@@ -80,3 +81,16 @@ def test_a_withdrawn_permission_or_token_takes_effect_on_the_next_request(clerk)
     assert client.get("/api/v1/stock/reservations/t-404/").status_code == 403
     token.delete()
     assert client.get("/api/v1/stock/batches/").status_code == 401
+
+
+def test_a_permission_made_after_the_names_were_loaded_is_found(clerk):
+    user, token = clerk
+    TokenAuthentication().authenticate_credentials(token.key)  # loads the id -> name mapping
+    from django.contrib.contenttypes.models import ContentType
+
+    new = Permission.objects.create(
+        codename="pick_rush_orders", name="Can pick rush orders", content_type=ContentType.objects.get(model="batch")
+    )
+    user.user_permissions.add(new)
+    found, _ = TokenAuthentication().authenticate_credentials(token.key)
+    assert found.has_perm("stock.pick_rush_orders")

@@ -4,17 +4,22 @@ DRF's ``TokenAuthentication`` fetches the token and user through the ORM, and th
 then runs two more queries (the user's own permissions, then their groups'). On the reservation
 endpoint those three queries and their ORM compilation cost more than the reservation itself. Here
 one hand-written query (plain SQL that SQLite and PostgreSQL both run) returns the user row and,
-below it, one row per permission, which fill the caches ``ModelBackend`` reads (``_user_perm_cache``,
-``_group_perm_cache``, ``_perm_cache``). Nothing is cached across requests: a revoked token, a
-deactivated user or a withdrawn permission takes effect on the next request, as before.
+below it, the ids of the permissions they hold directly and through groups, which fill the caches
+``ModelBackend`` reads (``_user_perm_cache``, ``_group_perm_cache``, ``_perm_cache``).
+
+Who holds what is never cached across requests: a revoked token, a deactivated user or a withdrawn
+permission takes effect on the next request, as before. Only the permission table's id -> name
+mapping is kept per process (those rows change only by migrations): it is reloaded when an unknown id
+turns up and cleared after ``migrate``. Joining the names in the query instead made PostgreSQL plan
+a five-table join on every request, which cost more than running it.
 """
 
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
-from django.contrib.contenttypes.models import ContentType
 from django.db import connection
+from django.db.models.signals import post_migrate
 from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
@@ -34,30 +39,40 @@ class _Query:
         qn = connection.ops.quote_name
         user = qn(user_model._meta.db_table)
         token = qn(Token._meta.db_table)
-        permission = qn(Permission._meta.db_table)
-        content_type = qn(ContentType._meta.db_table)
         user_permissions = qn(user_model.user_permissions.through._meta.db_table)
         user_groups = qn(user_model.groups.through._meta.db_table)
         group_permissions = qn(Group.permissions.through._meta.db_table)
         columns = ", ".join(f"u.{qn(name)}" for name in self.user_fields)
         blanks = ", ".join("NULL" for _ in self.user_fields)
         # Only quoted table and column names from the models are formatted in; the key is a parameter.
-        token_user = f"(SELECT user_id FROM {token} WHERE {qn('key')} = %s)"  # noqa: S608
-        perm_name = "ct.app_label || '.' || p.codename"
+        holder = f"(SELECT user_id FROM {token} WHERE {qn('key')} = %s)"  # noqa: S608
         return (
-            f"SELECT 0, NULL, {columns} FROM {user} u JOIN {token} t ON t.user_id = u.id"  # noqa: S608
-            f" WHERE t.{qn('key')} = %s"
-            f" UNION ALL SELECT 1, {perm_name}, {blanks} FROM {user_permissions} up"
-            f" JOIN {permission} p ON p.id = up.permission_id JOIN {content_type} ct ON ct.id = p.content_type_id"
-            f" WHERE up.user_id = {token_user}"
-            f" UNION ALL SELECT 2, {perm_name}, {blanks} FROM {user_groups} ug"
-            f" JOIN {group_permissions} gp ON gp.group_id = ug.group_id"
-            f" JOIN {permission} p ON p.id = gp.permission_id JOIN {content_type} ct ON ct.id = p.content_type_id"
-            f" WHERE ug.user_id = {token_user}"
+            f"SELECT 0, NULL, {columns} FROM {user} u WHERE u.id = {holder}"  # noqa: S608
+            f" UNION ALL SELECT 1, up.permission_id, {blanks} FROM {user_permissions} up WHERE up.user_id = {holder}"
+            f" UNION ALL SELECT 2, gp.permission_id, {blanks} FROM {user_groups} ug"
+            f" JOIN {group_permissions} gp ON gp.group_id = ug.group_id WHERE ug.user_id = {holder}"
         )
 
 
 _query = _Query()
+_permission_names: dict[int, str] = {}
+
+
+def _names(ids: set[int]) -> set[str]:
+    if not ids <= _permission_names.keys():
+        _permission_names.clear()
+        _permission_names.update(
+            (pk, f"{app_label}.{codename}")
+            for pk, app_label, codename in Permission.objects.values_list("pk", "content_type__app_label", "codename")
+        )
+    return {_permission_names[pk] for pk in ids if pk in _permission_names}
+
+
+def _forget_permission_names(**kwargs) -> None:
+    _permission_names.clear()
+
+
+post_migrate.connect(_forget_permission_names, dispatch_uid="api-token-permission-names")
 
 
 class TokenAuthentication(authentication.TokenAuthentication):
@@ -73,8 +88,8 @@ class TokenAuthentication(authentication.TokenAuthentication):
         user = get_user_model().from_db(connection.alias, _query.user_fields, user_row[2:])
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
-        user._user_perm_cache = {row[1] for row in rows if row[0] == 1}
-        user._group_perm_cache = {row[1] for row in rows if row[0] == 2}
+        user._user_perm_cache = _names({row[1] for row in rows if row[0] == 1})
+        user._group_perm_cache = _names({row[1] for row in rows if row[0] == 2})
         user._perm_cache = user._user_perm_cache | user._group_perm_cache
         token = Token(key=key, user_id=user.pk)
         token._state.adding, token._state.db = False, connection.alias
