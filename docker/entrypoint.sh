@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Entry point of the supplychain image: the first argument names the process to run.
 #
-#   web                      gunicorn on 0.0.0.0:8000 (WEB_CONCURRENCY workers, default 3)
+#   web                      gunicorn on 0.0.0.0:8000 (WEB_CONCURRENCY workers, default 3, of WEB_THREADS threads, default 4)
 #   worker QUEUE[,QUEUE...]  a Celery worker consuming those queues (WORKER_CONCURRENCY, default 2)
 #   beat                     the Celery beat scheduler: run exactly one in the whole deployment
 #   flower                   Flower on FLOWER_PORT (default 5555); needs FLOWER_BASIC_AUTH=user:password
@@ -31,10 +31,14 @@ fi
 case "$role" in
     web)
         # The control socket (gunicorn 27) defaults to $HOME/.gunicorn, and the app user's home is read-only.
+        # Threaded workers keep client connections alive between requests and serve the live stock stream
+        # (Server-Sent Events) on a thread instead of tying up a whole worker per watcher.
         reset_metrics_dir
         exec gunicorn supplychain.wsgi:application \
             --bind 0.0.0.0:8000 \
             --workers "${WEB_CONCURRENCY:-3}" \
+            --worker-class gthread \
+            --threads "${WEB_THREADS:-4}" \
             --worker-tmp-dir /dev/shm \
             --control-socket /tmp/gunicorn.ctl \
             --access-logfile - \

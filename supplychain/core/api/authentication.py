@@ -55,21 +55,24 @@ class _Query:
 
 
 _query = _Query()
-_permission_names: dict[int, str] = {}
+_permission_names: dict[int, str] = {}  # replaced whole, never changed in place: threads may be reading it
 
 
 def _names(ids: set[int]) -> set[str]:
-    if not ids <= _permission_names.keys():
-        _permission_names.clear()
-        _permission_names.update(
-            (pk, f"{app_label}.{codename}")
+    global _permission_names
+    names = _permission_names
+    if not ids <= names.keys():
+        names = {
+            pk: f"{app_label}.{codename}"
             for pk, app_label, codename in Permission.objects.values_list("pk", "content_type__app_label", "codename")
-        )
-    return {_permission_names[pk] for pk in ids if pk in _permission_names}
+        }
+        _permission_names = names
+    return {names[pk] for pk in ids if pk in names}
 
 
 def _forget_permission_names(**kwargs) -> None:
-    _permission_names.clear()
+    global _permission_names
+    _permission_names = {}
 
 
 post_migrate.connect(_forget_permission_names, dispatch_uid="api-token-permission-names")
