@@ -963,7 +963,11 @@ def _ingest_chunk(
 
 
 def _received_lots(pairs: set[tuple[int, str]]) -> set[tuple[int, str]]:
-    """Which (ingredient, lot) pairs already have a batch; on PostgreSQL one join on the unique index."""
+    """Which (ingredient, lot) pairs already have a batch; on PostgreSQL one probe of the unique index each.
+
+    The LATERAL ... LIMIT 1 keeps the planner from hashing the whole batch table instead (it did, once per
+    5,000-row chunk, without fresh statistics: a fifth of the database's time on a 200,000-row file).
+    """
     if not pairs:
         return set()
     if connection.vendor != "postgresql":
@@ -973,9 +977,10 @@ def _received_lots(pairs: set[tuple[int, str]]) -> set[tuple[int, str]]:
         return set(found) & pairs
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT b.ingredient_id, b.lot FROM stock_batch b"
-            " JOIN unnest(%s::bigint[], %s::text[]) AS wanted(ingredient_id, lot)"
-            " ON b.ingredient_id = wanted.ingredient_id AND b.lot = wanted.lot",
+            "SELECT wanted.ingredient_id, wanted.lot"
+            " FROM unnest(%s::bigint[], %s::text[]) AS wanted(ingredient_id, lot)"
+            " CROSS JOIN LATERAL (SELECT 1 FROM stock_batch b"
+            " WHERE b.ingredient_id = wanted.ingredient_id AND b.lot = wanted.lot LIMIT 1) hit",
             [[i for i, _ in pairs], [lot for _, lot in pairs]],
         )
         return set(cursor.fetchall())
