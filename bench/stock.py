@@ -1,12 +1,14 @@
 """Benchmark of the stock service on PostgreSQL; prints JSON.
 
-    .venv/bin/python bench/stock.py [--clients 16] [--seconds 10] [--receipt-rows 200000]
+    .venv/bin/python bench/stock.py [--clients 16] [--seconds 10] [--receipt-rows 200000] [--repeat 1]
 
 Measures reservations/s (3 items each, ``--clients`` concurrent client processes) over 1,000 SKUs and over the
 hot case of 10 SKUs, through the service layer and through the HTTP API (gunicorn), receipt rows/s for
 one large CSV, and, in the same run, the database's own ceiling for the same work: pgbench running a
 3-row ``SELECT … FOR UPDATE`` + ``UPDATE`` transaction with as many clients. Each figure is also given
 as a ratio to that ceiling, and every run checks that nothing was oversold. Progress goes to stderr.
+With ``--repeat N`` each figure is the median of N runs (their values are kept under "samples"): on a
+shared 2-core machine one run can be a quarter off the next.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -166,7 +169,7 @@ def pgbench_ceiling(database_url: str, rows: int, clients: int, seconds: float) 
     raise RuntimeError(f"no tps in pgbench output:\n{result.stdout}")
 
 
-def receipt_rate(rows: int) -> float:
+def receipt_rate(rows: int, run: int = 0) -> float:
     from django.utils import timezone
 
     from stock import services
@@ -179,7 +182,7 @@ def receipt_rate(rows: int) -> float:
     with path.open("w") as out:
         out.write("sku,quantity,best_before,lot,supplier\n")
         for n in range(rows):
-            out.write(f"{skus[n % 1000]},{n % 50 + 1},{best_before},L{n},Supplier {n % 7}\n")
+            out.write(f"{skus[n % 1000]},{n % 50 + 1},{best_before},R{run}-L{n},Supplier {n % 7}\n")
     started = time.monotonic()
     outcome = services.ingest_receipt(
         key=f"bench/big-{time.time_ns()}.csv", open_stream=lambda: path.open("rb"), source="upload"
@@ -235,6 +238,7 @@ def main() -> None:
     parser.add_argument("--receipt-rows", type=int, default=200000)
     parser.add_argument("--web-workers", type=int, default=4)
     parser.add_argument("--web-threads", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=1, help="Runs per figure; the median is reported.")
     parser.add_argument(
         "--only", default="service,http,receipts", help="Comma-separated parts to run (the ceiling always runs)."
     )
@@ -258,34 +262,46 @@ def main() -> None:
     with connection.cursor() as cursor:
         # The statistics autovacuum keeps on a production server (this machine's runs with autovacuum off).
         cursor.execute("ANALYZE stock_ingredient, stock_batch, stock_stocklevel, stock_reservation, stock_supplier")
-    results = {"clients": args.clients, "seconds_per_run": args.seconds, "parts": sorted(parts)}
-    progress("pgbench ceilings")
-    ceiling = {
-        "wide": pgbench_ceiling(env["DATABASE_URL"], 1000, args.clients, args.seconds),
-        "hot": pgbench_ceiling(env["DATABASE_URL"], 10, args.clients, args.seconds),
-    }
-    service = http = {"wide": 0.0, "hot": 0.0}
+    results = {"clients": args.clients, "seconds_per_run": args.seconds, "repeat": args.repeat, "parts": sorted(parts)}
+    samples: dict[str, list[float]] = {}
+
+    def measure(name: str, work, *work_args) -> float:
+        samples.setdefault(name, []).append(work(*work_args))
+        return statistics.median(samples[name])
+
+    cases = {"wide": wide, "hot": hot}
+    ceiling = {case: 0.0 for case in cases}
+    service = {case: 0.0 for case in cases}
+    http = {case: 0.0 for case in cases}
     receipts = 0.0
-    if "service" in parts:
-        progress("service layer")
-        service = {
-            "wide": service_rate(wide, args.clients, args.seconds, "wide"),
-            "hot": service_rate(hot, args.clients, args.seconds, "hot"),
-        }
-    if "http" in parts:
-        progress("HTTP API through gunicorn")
-        port = 18700
-        web = WebServer(env, port, args.web_workers, args.web_threads)
-        try:
-            http = {
-                "wide": http_rate(wide, args.clients, args.seconds, "wide", f"http://127.0.0.1:{port}", token),
-                "hot": http_rate(hot, args.clients, args.seconds, "hot", f"http://127.0.0.1:{port}", token),
-            }
-        finally:
-            web.stop()
-    if "receipts" in parts:
-        progress(f"receipt of {args.receipt_rows:,} rows")
-        receipts = receipt_rate(args.receipt_rows)
+    for run in range(args.repeat):
+        suffix = f" (run {run + 1} of {args.repeat})" if args.repeat > 1 else ""
+        progress(f"pgbench ceilings{suffix}")
+        for case, skus in cases.items():
+            ceiling[case] = measure(
+                f"{case}.ceiling", pgbench_ceiling, env["DATABASE_URL"], len(skus), args.clients, args.seconds
+            )
+        if "service" in parts:
+            progress(f"service layer{suffix}")
+            for case, skus in cases.items():
+                service[case] = measure(
+                    f"{case}.service", service_rate, skus, args.clients, args.seconds, f"{case}{run}"
+                )
+        if "http" in parts:
+            progress(f"HTTP API through gunicorn{suffix}")
+            port = 18700
+            web = WebServer(env, port, args.web_workers, args.web_threads)
+            try:
+                for case, skus in cases.items():
+                    base = f"http://127.0.0.1:{port}"
+                    http[case] = measure(
+                        f"{case}.http", http_rate, skus, args.clients, args.seconds, f"{case}{run}", base, token
+                    )
+            finally:
+                web.stop()
+        if "receipts" in parts:
+            progress(f"receipt of {args.receipt_rows:,} rows{suffix}")
+            receipts = measure("receipts", receipt_rate, args.receipt_rows, run)
     violations = invariant_violations()
     for case in ("wide", "hot"):
         results[case] = {
@@ -297,6 +313,8 @@ def main() -> None:
             "http_ratio": round(http[case] / ceiling[case], 3),
         }
     results["receipt_rows_per_s"] = round(receipts)
+    if args.repeat > 1:
+        results["samples"] = {name: [round(value) for value in values] for name, values in samples.items()}
     results["oversold_units"] = 0 if not violations else None
     results["invariant_violations"] = violations[:10]
     results["targets"] = {"service_ratio": 0.5, "http_ratio": 0.25, "receipt_rows_per_s": 20000}
