@@ -372,7 +372,8 @@ def _reserve_in_python(request, digest, items, needed_by, hold_seconds) -> Reser
                     {"transaction_id": reservation.transaction_id, "shortages": shortages},
                     key=reservation.transaction_id,
                 )
-            ]
+            ],
+            with_keys=False,
         )
         return reservation
 
@@ -529,7 +530,7 @@ def _close(
     reservation.save(update_fields=["status", "closed_at"])
     events = book.save()
     events.append(NewEvent(event_type, body, key=reservation.transaction_id))
-    publish_many(events)
+    publish_many(events, with_keys=False)
     return reservation
 
 
@@ -622,7 +623,7 @@ def _expire_ingredient(ingredient_id: int, today: date) -> int:
                 key=reservation.transaction_id,
             )
         )
-    publish_many(book.save() + events)
+    publish_many(book.save() + events, with_keys=False)
     return len(expiring)
 
 
@@ -812,7 +813,7 @@ def _ingest_new(key, open_stream, source, progress) -> ReceiptOutcome:
             key=key,
         )
     )
-    publish_many(events)
+    publish_many(events, with_keys=False)
     return ReceiptOutcome(receipt, "processed")
 
 

@@ -60,6 +60,11 @@ BEGIN
                                   'status', v_found.response_status, 'response', v_found.response);
     END IF;
 
+    -- Each sku once (the service refuses repeats with a 400): later steps join the items by ingredient.
+    IF cardinality(p_skus) <> (SELECT count(DISTINCT sku) FROM unnest(p_skus) AS s(sku)) THEN
+        RAISE EXCEPTION 'stock_reserve: each sku once per reservation' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
     -- The items' ingredients, looked up once by their unique sku; later steps join these arrays.
     SELECT array_agg(i.id ORDER BY w.n), array_agg(i.unit ORDER BY w.n), array_agg(i.low_stock_threshold ORDER BY w.n),
            array_agg(w.n - 1 ORDER BY w.n) FILTER (WHERE i.id IS NULL)

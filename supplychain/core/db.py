@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import date
+from decimal import Decimal
 
 from django.db import connection, models
 
@@ -32,7 +33,12 @@ def copy_text(value) -> str:
 
 
 def _plain(value) -> str:
-    return "\\N" if value is None else str(value)
+    if value is None:
+        return "\\N"
+    return str(value) if type(value) in _PLAIN_TYPES else copy_text(value)  # a str or a bool goes the long way
+
+
+_PLAIN_TYPES = frozenset({int, Decimal, float})
 
 
 def _text(value) -> str:

@@ -94,3 +94,16 @@ def test_a_permission_made_after_the_names_were_loaded_is_found(clerk):
     user.user_permissions.add(new)
     found, _ = TokenAuthentication().authenticate_credentials(token.key)
     assert found.has_perm("stock.pick_rush_orders")
+
+
+def test_a_superuser_keeps_every_permission_and_dates_come_back_as_the_orm_gives_them(clerk):
+    user, token = clerk
+    user.is_superuser = True
+    user.save()
+    found, _ = TokenAuthentication().authenticate_credentials(token.key)
+    fresh = get_user_model().objects.get(pk=user.pk)
+    assert found.has_perm("stock.delete_batch")
+    assert found.get_all_permissions() == fresh.get_all_permissions()
+    assert len(found.get_all_permissions()) > 50
+    assert found.date_joined == fresh.date_joined
+    assert found.date_joined.tzinfo is not None

@@ -4,9 +4,12 @@ import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import psycopg
 import pytest
+from django.db import connection
 
 from stock.models import Batch, Ingredient, Receipt
+from stock.services import BATCH_FIELDS
 from supplychain.core.db import copy_rows
 from supplychain.events.models import OutboxEvent
 
@@ -86,3 +89,19 @@ def test_keys_decimals_dates_and_a_null_key_survive_copy():
         Decimal("12.345"),
         Decimal("0"),
     )
+
+
+def test_a_string_given_for_a_number_column_is_still_escaped():
+    """The number formatter must not write a str raw: a tab in it would shift every later column."""
+    ingredient = Ingredient.objects.create(sku="copy-sku-2", name="Copy")
+    receipt = Receipt.objects.create(key="copy-2.csv", sha256="0" * 64, source="upload")
+    row = [ingredient.id, "lot-1", None, str(receipt.id), "7", datetime(2026, 11, 23, tzinfo=UTC)]
+    row += [date(2026, 12, 24), "1.5", Decimal("1.5"), 0, "active"]
+    copy_rows(Batch, BATCH_FIELDS, [row])
+    assert Batch.objects.get(lot="lot-1").quantity_received == Decimal("1.5")
+    bad = list(row)
+    bad[1], bad[4] = "lot-2", "7\tEVIL"
+    with pytest.raises((psycopg.DataError, ValueError)) as caught:  # COPY on PostgreSQL, bulk_create elsewhere
+        copy_rows(Batch, BATCH_FIELDS, [bad])
+    if connection.vendor == "postgresql":  # refused as one bad value, not read as two columns
+        assert 'column source_line: "7\tEVIL"' in str(caught.value)

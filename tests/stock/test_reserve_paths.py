@@ -170,3 +170,16 @@ def test_repeated_sku_in_one_request_is_refused():
         services.reserve_stock(transaction_id="twice", items=[Item("ham", 1), Item("ham", 2)])
     assert refused.value.errors == {"items": ["Each sku once; repeated: ham."]}
     assert not Reservation.objects.exists()
+
+
+def test_the_database_function_refuses_a_repeated_sku_itself():
+    """Its joins by ingredient would count a repeated item twice, so it does not rely on the caller's check."""
+    from django.db import DataError
+
+    assert connection.vendor == "postgresql"
+    IngredientFactory(sku="ham")
+    with pytest.raises(DataError, match="each sku once"), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT stock_reserve('twice', '{}'::jsonb, 'x', ARRAY['ham', 'ham'], ARRAY[1, 2]::numeric[],"
+            " current_date, NULL, NULL, now()::text, '', '{}'::jsonb)"
+        )

@@ -10,8 +10,10 @@ below it, the ids of the permissions they hold directly and through groups, whic
 Who holds what is never cached across requests: a revoked token, a deactivated user or a withdrawn
 permission takes effect on the next request, as before. Only the permission table's id -> name
 mapping is kept per process (those rows change only by migrations): it is reloaded when an unknown id
-turns up and cleared after ``migrate``. Joining the names in the query instead made PostgreSQL plan
-a five-table join on every request, which cost more than running it.
+turns up. A migration that renames an existing permission's codename is seen by web processes when
+they restart (as on every deploy); until then a name they hold stale fails closed (denied). Joining
+the names in the query instead made PostgreSQL plan a five-table join on every request, which cost
+more than running it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,25 @@ class _Query:
     @cached_property
     def user_fields(self) -> list[str]:
         return [field.attname for field in get_user_model()._meta.concrete_fields]
+
+    @cached_property
+    def converters(self) -> list[tuple[int, list, object]]:
+        """The database's value converters per user column, as the ORM applies them (SQLite's datetimes)."""
+        user_model = get_user_model()
+        found = []
+        for position, field in enumerate(user_model._meta.concrete_fields):
+            column = field.get_col(user_model._meta.db_table)
+            functions = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+            if functions:
+                found.append((position, functions, column))
+        return found
+
+    def user_values(self, row) -> list:
+        values = list(row)
+        for position, functions, column in self.converters:
+            for convert in functions:
+                values[position] = convert(values[position], column, connection)
+        return values
 
     @cached_property
     def sql(self) -> str:
@@ -88,12 +109,13 @@ class TokenAuthentication(authentication.TokenAuthentication):
         user_row = next((row for row in rows if row[0] == 0), None)
         if user_row is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
-        user = get_user_model().from_db(connection.alias, _query.user_fields, user_row[2:])
+        user = get_user_model().from_db(connection.alias, _query.user_fields, _query.user_values(user_row[2:]))
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
-        user._user_perm_cache = _names({row[1] for row in rows if row[0] == 1})
-        user._group_perm_cache = _names({row[1] for row in rows if row[0] == 2})
-        user._perm_cache = user._user_perm_cache | user._group_perm_cache
+        if not user.is_superuser:  # a superuser holds every permission: ModelBackend fills those caches itself
+            user._user_perm_cache = _names({row[1] for row in rows if row[0] == 1})
+            user._group_perm_cache = _names({row[1] for row in rows if row[0] == 2})
+            user._perm_cache = user._user_perm_cache | user._group_perm_cache
         token = Token(key=key, user_id=user.pk)
         token._state.adding, token._state.db = False, connection.alias
         token.user = user
