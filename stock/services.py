@@ -229,7 +229,14 @@ def reserve_stock(
         return _replay(Reservation.objects.get(transaction_id=transaction_id), digest)
 
 
-RESERVE_EVENT_TYPES = ("stock.level_changed", "stock.low", "stock.reservation_created", "stock.reservation_rejected")
+RESERVE_EVENT_TYPES = (
+    "stock.level_changed",
+    "stock.low",
+    "stock.reservation_created",
+    "stock.reservation_rejected",
+    "stock.reservation_committed",
+    "stock.reservation_released",
+)
 
 
 @functools.cache
@@ -464,42 +471,81 @@ def _locked_open(transaction_id: str) -> tuple[Reservation, LevelBook, list[Allo
     book = LevelBook(ingredient_ids)
     reservation = Reservation.objects.select_for_update().get(pk=reservation.pk)
     allocations = list(
-        Allocation.objects.filter(reservation=reservation, open=True).select_related("batch", "ingredient")
+        Allocation.objects.filter(reservation=reservation, open=True)
+        .select_related("batch", "ingredient")
+        .order_by("id")
     )
     return reservation, book, allocations
 
 
-@transaction.atomic
 def commit_reservation(*, transaction_id: str) -> Reservation:
-    """Consume the allocated stock (picked). Committing twice changes nothing."""
+    """Consume the allocated stock (picked). Committing twice changes nothing.
+
+    On PostgreSQL one call of the ``stock_close`` database function (stock/sql/stock_close.sql);
+    elsewhere (SQLite) the same rules run here in Python.
+    """
+    if connection.vendor == "postgresql":
+        return _close_in_database(transaction_id, Reservation.Status.COMMITTED, "")
+    return _commit_in_python(transaction_id)
+
+
+def release_reservation(*, transaction_id: str, note: str = "") -> Reservation:
+    """Return the allocated stock. Releasing twice changes nothing (one database call on PostgreSQL)."""
+    if connection.vendor == "postgresql":
+        return _close_in_database(transaction_id, Reservation.Status.RELEASED, note)
+    return _release_in_python(transaction_id, note)
+
+
+def _close_in_database(transaction_id: str, status: str, note: str) -> Reservation:
+    with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT stock_close(%s, %s, %s, %s, %s, %s::jsonb)",
+            [transaction_id, status, note, timezone.now().isoformat(), current_correlation_id(), _event_versions()],
+        )
+        result = cursor.fetchone()[0]
+    if isinstance(result, str):  # Django leaves jsonb undecoded for its JSONField
+        result = json.loads(result)
+    if result["outcome"] == "not_found":
+        raise ReservationNotFound(f"No reservation {transaction_id!r}.")
+    if result["outcome"] == "closed":
+        raise ReservationClosed(f"Reservation {transaction_id} is {result['status']}.")
+    if result["outcome"] == "done":
+        announce_published(result["events"])
+    return Reservation.objects.get(pk=result["id"])
+
+
+@transaction.atomic
+def _commit_in_python(transaction_id: str) -> Reservation:
     reservation, book, allocations = _locked_open(transaction_id)
     if reservation.status == Reservation.Status.COMMITTED:
         return reservation
     if reservation.status != Reservation.Status.RESERVED:
         raise ReservationClosed(f"Reservation {transaction_id} is {reservation.status}.")
+    taken: dict[int, Decimal] = defaultdict(lambda: ZERO)  # per batch: expiry may re-allocate onto one twice
     for allocation in allocations:
-        batch = allocation.batch
-        remaining = batch.quantity_remaining - allocation.quantity
-        Batch.objects.filter(pk=batch.pk).update(
-            quantity_remaining=F("quantity_remaining") - allocation.quantity,
-            quantity_reserved=F("quantity_reserved") - allocation.quantity,
-            status=Batch.Status.DEPLETED if remaining == 0 else batch.status,
-        )
+        taken[allocation.batch_id] += allocation.quantity
         book.move(
             Movement.Kind.CONSUME,
             allocation.ingredient_id,
             on_hand=-allocation.quantity,
             reserved=-allocation.quantity,
-            batch_id=batch.id,
+            batch_id=allocation.batch_id,
             reservation_id=reservation.id,
+        )
+    batches = {allocation.batch_id: allocation.batch for allocation in allocations}
+    for batch_id, quantity in taken.items():
+        batch = batches[batch_id]
+        Batch.objects.filter(pk=batch_id).update(
+            quantity_remaining=F("quantity_remaining") - quantity,
+            quantity_reserved=F("quantity_reserved") - quantity,
+            status=Batch.Status.DEPLETED if batch.quantity_remaining - quantity == 0 else batch.status,
         )
     Allocation.objects.filter(id__in=[a.id for a in allocations]).update(open=False)
     return _close(reservation, book, allocations, Reservation.Status.COMMITTED, "stock.reservation_committed")
 
 
 @transaction.atomic
-def release_reservation(*, transaction_id: str, note: str = "") -> Reservation:
-    """Return the allocated stock. Releasing twice changes nothing."""
+def _release_in_python(transaction_id: str, note: str) -> Reservation:
     reservation, book, allocations = _locked_open(transaction_id)
     if reservation.status == Reservation.Status.RELEASED:
         return reservation

@@ -1,19 +1,28 @@
-"""Installs the ``stock_reserve`` database function (stock/sql/stock_reserve.sql) for the migrations that need it."""
+"""Installs the stock database functions (stock/sql/*.sql) for the migrations that need them.
+
+The functions' text lives in those files only; each install runs every file with CREATE OR REPLACE,
+so a later migration that calls ``install`` again brings an existing database up to the files.
+"""
 
 from pathlib import Path
 
-SQL = Path(__file__).resolve().parent.parent / "sql" / "stock_reserve.sql"
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+FILES = ("stock_events.sql", "stock_reserve.sql", "stock_close.sql")
+SIGNATURES = (
+    "stock_close(text, text, text, text, text, jsonb)",
+    "stock_reserve(text, jsonb, text, text[], numeric[], date, date, text, text, text, jsonb)",
+    "stock_publish_events(jsonb, text, text, jsonb)",
+    "stock_move_levels(bigint[], numeric[], numeric[], timestamptz)",
+)
 
 
 def install(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(SQL.read_text(), params=None)  # no parameters: the body's % signs stay as they are
+        for name in FILES:  # no parameters: the bodies' % signs stay as they are
+            schema_editor.execute((SQL_DIR / name).read_text(), params=None)
 
 
 def drop(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(
-            "DROP FUNCTION IF EXISTS stock_reserve(text, jsonb, text, text[], numeric[], date, date, text, text, text,"
-            " jsonb)",
-            params=None,
-        )
+        for signature in SIGNATURES:
+            schema_editor.execute(f"DROP FUNCTION IF EXISTS {signature}", params=None)

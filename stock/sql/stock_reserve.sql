@@ -4,7 +4,8 @@
 -- tests/stock/test_reserve_paths.py: replay by transaction id, unknown skus, level rows locked in
 -- ascending ingredient order, first-expiring batches first and never one expiring before
 -- p_not_before, the reservation with its stored answer, batches, allocations, ledger rows, levels,
--- and the outbox + audit rows of every event, all in the caller's transaction.
+-- and the outbox + audit rows of every event, all in the caller's transaction. The level rule and the
+-- event writes are shared with stock_close (stock_events.sql).
 --
 -- Returns jsonb: {"outcome": "replay", "id", "request_hash", "status", "response"}
 --              | {"outcome": "unknown", "missing": [item positions, 0-based]}
@@ -39,8 +40,6 @@ DECLARE
     v_now timestamptz := p_now::timestamptz;
     v_found record;
     v_ids bigint[];
-    v_units text[];
-    v_thresholds numeric[];
     v_missing int[];
     v_locked int;
     v_shortages jsonb;
@@ -66,11 +65,10 @@ BEGIN
     END IF;
 
     -- The items' ingredients, looked up once by their unique sku; later steps join these arrays.
-    SELECT array_agg(i.id ORDER BY w.n), array_agg(i.unit ORDER BY w.n), array_agg(i.low_stock_threshold ORDER BY w.n),
-           array_agg(w.n - 1 ORDER BY w.n) FILTER (WHERE i.id IS NULL)
-      INTO v_ids, v_units, v_thresholds, v_missing
+    SELECT array_agg(i.id ORDER BY w.n), array_agg(w.n - 1 ORDER BY w.n) FILTER (WHERE i.id IS NULL)
+      INTO v_ids, v_missing
       FROM unnest(p_skus) WITH ORDINALITY AS w(sku, n)
-      LEFT JOIN LATERAL (SELECT id, unit, low_stock_threshold FROM stock_ingredient WHERE sku = w.sku) i ON true;
+      LEFT JOIN LATERAL (SELECT id FROM stock_ingredient WHERE sku = w.sku) i ON true;
     IF v_missing IS NOT NULL THEN
         RETURN jsonb_build_object('outcome', 'unknown', 'missing', to_jsonb(v_missing));
     END IF;
@@ -172,35 +170,9 @@ BEGIN
             SELECT p.ingredient_id, p.batch_id, v_reservation_id, 'reserve', 0, p.take, v_now, ''
               FROM unnest(v_batch_ids, v_batch_ingredients, v_takes) AS p(batch_id, ingredient_id, take);
 
-        -- Levels, and the events their change causes: level_changed always, low on crossing the threshold.
-        WITH moved AS (
-            SELECT p.ingredient_id, sum(p.take) AS total
-              FROM unnest(v_batch_ingredients, v_takes) AS p(ingredient_id, take)
-             GROUP BY p.ingredient_id
-        ), ingredient AS (
-            SELECT DISTINCT * FROM unnest(v_ids, p_skus, v_units, v_thresholds) AS i(id, sku, unit, low_stock_threshold)
-        ), changed AS (
-            UPDATE stock_stocklevel l SET reserved = l.reserved + moved.total, updated_at = v_now
-              FROM moved WHERE l.ingredient_id = moved.ingredient_id
-            RETURNING l.ingredient_id, l.on_hand, l.reserved, moved.total
-        ), level_events AS (
-            SELECT i.id AS ingredient_id, 0 AS part, jsonb_build_object(
-                       'type', 'stock.level_changed', 'key', i.sku,
-                       'payload', jsonb_build_object('sku', i.sku, 'on_hand', c.on_hand::text,
-                                                     'reserved', c.reserved::text,
-                                                     'available', (c.on_hand - c.reserved)::text, 'unit', i.unit)
-                   ) AS event
-              FROM changed c JOIN ingredient i ON i.id = c.ingredient_id
-            UNION ALL
-            SELECT i.id, 1, jsonb_build_object(
-                       'type', 'stock.low', 'key', i.sku,
-                       'payload', jsonb_build_object('sku', i.sku, 'available', (c.on_hand - c.reserved)::text,
-                                                     'threshold', i.low_stock_threshold::text))
-              FROM changed c JOIN ingredient i ON i.id = c.ingredient_id
-             WHERE c.on_hand - c.reserved + c.total >= i.low_stock_threshold
-               AND i.low_stock_threshold > c.on_hand - c.reserved
-        )
-        SELECT coalesce(jsonb_agg(event ORDER BY ingredient_id, part), '[]'::jsonb) INTO v_events FROM level_events;
+        -- Levels, and the events their change causes (stock_events.sql: the rule LevelBook.save follows).
+        v_events := stock_move_levels(v_batch_ingredients, array_fill(0::numeric, ARRAY[cardinality(v_takes)]),
+                                      v_takes, v_now);
 
         v_events := v_events || jsonb_build_array(jsonb_build_object(
             'type', 'stock.reservation_created', 'key', p_transaction_id,
@@ -213,26 +185,7 @@ BEGIN
                             JOIN unnest(v_ids, p_skus) AS i(id, sku) ON i.id = p.ingredient_id))));
     END IF;
 
-    -- The outbox rows (relayed after commit) and their audit entries, as events.services.publish_many writes them.
-    WITH event AS (
-        SELECT gen_random_uuid() AS event_id, e->>'type' AS type, (p_versions->>(e->>'type'))::int AS version,
-               left(e->>'key', 200) AS key, e->'payload' AS payload, n
-          FROM jsonb_array_elements(v_events) WITH ORDINALITY AS x(e, n)
-    ), outbox AS (
-        INSERT INTO events_outboxevent (event_id, type, version, source, occurred_at, correlation_id, key, payload)
-            SELECT event_id, type, version, 'supplychain/stock', v_now, p_correlation_id, key, payload
-              FROM event ORDER BY n
-    )
-    INSERT INTO events_auditentry (occurred_at, kind, event_id, event_type, correlation_id, entity_key,
-                                   subscription, partner, outcome, error, data)
-        SELECT v_now, 'published', event_id, type, p_correlation_id, key, '', '', 'published', '',
-               jsonb_build_object('id', event_id::text, 'type', type, 'version', version, 'occurred_at', p_now,
-                                  'source', 'supplychain/stock', 'correlation_id', nullif(p_correlation_id, ''),
-                                  'key', nullif(key, ''), 'payload', payload)
-          FROM event ORDER BY n;
-
-    SELECT jsonb_object_agg(t.type, t.count) INTO v_counts
-      FROM (SELECT e->>'type' AS type, count(*) AS count FROM jsonb_array_elements(v_events) e GROUP BY 1) t;
+    v_counts := stock_publish_events(v_events, p_now, p_correlation_id, p_versions);
     RETURN jsonb_build_object(
         'outcome', CASE WHEN v_shortages IS NULL THEN 'reserved' ELSE 'rejected' END,
         'id', v_reservation_id,

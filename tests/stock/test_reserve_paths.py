@@ -69,6 +69,24 @@ def scenario() -> list:
     with pytest.raises(services.UnknownSku) as unknown:
         services.reserve_stock(transaction_id="f", items=[Item("ham", 1), Item("caviar", 1)])
     answers.append(unknown.value.errors)
+    # Commit and release: "a" empties batch H0 (depleted), "b" goes back with a note, closing twice is a no-op.
+    closings = [
+        (services.commit_reservation, {"transaction_id": "a"}),
+        (services.release_reservation, {"transaction_id": "b", "note": "changed mind"}),
+        (services.commit_reservation, {"transaction_id": "a"}),
+        (services.release_reservation, {"transaction_id": "b"}),
+    ]
+    for close, arguments in closings:
+        closed = close(**arguments)
+        answers.append((closed.transaction_id, closed.status, closed.closed_at is not None))
+    for close, transaction_id, error in [
+        (services.release_reservation, "a", services.ReservationClosed),  # committed: cannot go back
+        (services.commit_reservation, "d", services.ReservationClosed),  # rejected
+        (services.commit_reservation, "nope", services.ReservationNotFound),
+    ]:
+        with pytest.raises(error) as refused:
+            close(transaction_id=transaction_id)
+        answers.append(str(refused.value))
     return answers
 
 
@@ -112,6 +130,7 @@ def snapshot(answers: list) -> dict:
                 "reservation__transaction_id",
                 "on_hand_delta",
                 "reserved_delta",
+                "note",
             )
         ),
         "reservations": sorted(
@@ -124,10 +143,17 @@ def snapshot(answers: list) -> dict:
     }
 
 
+def close_in_python(transaction_id: str, status: str, note: str) -> Reservation:
+    if status == Reservation.Status.COMMITTED:
+        return services._commit_in_python(transaction_id)
+    return services._release_in_python(transaction_id, note)
+
+
 def run(monkeypatch, path: str) -> dict:
     with monkeypatch.context() as patch:
         if path == "python":
             patch.setattr(services, "_reserve_in_database", services._reserve_in_python)
+            patch.setattr(services, "_close_in_database", close_in_python)
         try:
             with transaction.atomic():
                 found = snapshot(scenario())
@@ -143,6 +169,9 @@ def test_database_function_and_python_path_agree(monkeypatch):
     assert in_database["violations"] == []
     assert [answer[0] for answer in in_database["answers"][:6]] == [201, 201, 201, 409, 409, 201]
     assert [e[0] for e in in_database["events"]].count("stock.low") == 1
+    assert ("H0", D("0.000"), D("0.000"), "depleted") in in_database["batches"]
+    assert [e[0] for e in in_database["events"]].count("stock.reservation_committed") == 1
+    assert [e[0] for e in in_database["events"]].count("stock.reservation_released") == 1
     for part in in_python:
         assert in_database[part] == in_python[part], part
 
@@ -183,3 +212,26 @@ def test_the_database_function_refuses_a_repeated_sku_itself():
             "SELECT stock_reserve('twice', '{}'::jsonb, 'x', ARRAY['ham', 'ham'], ARRAY[1, 2]::numeric[],"
             " current_date, NULL, NULL, now()::text, '', '{}'::jsonb)"
         )
+
+
+@pytest.mark.parametrize("path", ["database", "python"])
+def test_commit_after_expiry_moved_an_allocation_onto_a_batch_already_held(monkeypatch, path):
+    """Two allocations on one batch: committing takes both from it and marks it depleted, on both paths."""
+    if path == "python":
+        monkeypatch.setattr(services, "_close_in_database", close_in_python)
+    IngredientFactory(sku="ham")
+    services.ingest_receipt(
+        key="twice.csv",
+        open_stream=csv_opener(f"sku,quantity,best_before,lot\nham,1,{day(1)},SOON\nham,2,{day(9)},LATER\n"),
+        source="upload",
+    )
+    services.reserve_stock(transaction_id="r", items=[Item("ham", 2)])  # SOON 1 + LATER 1
+    services.expire_batches(today=day(2))  # SOON expires: its unit moves onto LATER, already held
+    assert sorted(Allocation.objects.filter(open=True).values_list("batch__lot", "quantity")) == [
+        ("LATER", D("1.000")),
+        ("LATER", D("1.000")),
+    ]
+    services.commit_reservation(transaction_id="r")
+    later = Batch.objects.get(lot="LATER")
+    assert (later.quantity_remaining, later.quantity_reserved, later.status) == (D("0.000"), D("0.000"), "depleted")
+    assert selectors.invariant_violations() == []
