@@ -10,10 +10,8 @@ CREATE OR REPLACE FUNCTION stock_move_levels(
     p_now timestamptz
 ) RETURNS jsonb
 LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan
-SET enable_seqscan = off
-SET enable_hashjoin = off
-SET enable_mergejoin = off
+-- No SET clauses: called from stock_reserve and stock_close, whose planner settings (generic plans,
+-- index scans and nested loops) hold here too; a SET clause would cost a settings save and restore per call.
 AS $fn$
 DECLARE
     v_events jsonb;
@@ -58,7 +56,6 @@ CREATE OR REPLACE FUNCTION stock_publish_events(
     p_versions jsonb
 ) RETURNS jsonb
 LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan
 AS $fn$
 DECLARE
     v_counts jsonb;
