@@ -46,19 +46,7 @@ def test_keys_decimals_dates_and_a_null_key_survive_copy():
     received = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
     copy_rows(
         Batch,
-        [
-            "ingredient",
-            "lot",
-            "supplier",
-            "receipt",
-            "source_line",
-            "received_at",
-            "best_before",
-            "quantity_received",
-            "quantity_remaining",
-            "quantity_reserved",
-            "status",
-        ],
+        BATCH_FIELDS,
         [
             (
                 ingredient.id,
