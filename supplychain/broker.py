@@ -20,7 +20,10 @@ logger = logging.getLogger(__name__)
 
 class QoS(kombu_redis.QoS):
     def _connection_gone(self) -> bool:
-        return self.channel.connection.client is None
+        # After a reconnect, a message of the old channel can still be acked: by then that channel is closed
+        # and has no connection at all (seen: the worker stopped on "'NoneType' object has no attribute 'client'").
+        connection = getattr(self.channel, "connection", None)
+        return connection is None or connection.client is None
 
     def restore_unacked(self, client=None):
         if client is None and self._connection_gone():

@@ -21,3 +21,16 @@ def test_unacked_messages_on_a_dropped_connection_are_left_to_the_visibility_tim
         channel.qos.restore_unacked()  # stock kombu raises AttributeError here and Celery stops the worker
         channel.qos.ack(message.delivery_tag)
         assert not channel.qos._delivered
+
+
+@pytest.mark.integration
+def test_acking_a_message_of_a_channel_closed_by_a_reconnect_does_not_raise(real_services):
+    with Connection(settings.CELERY_BROKER_URL) as connection:
+        channel = connection.channel()
+        channel.basic_publish(channel.prepare_message("hello"), exchange="", routing_key="transport-test-2")
+        message = channel.basic_get("transport-test-2", no_ack=False)
+        assert message is not None
+        channel.connection = None  # what a closed channel keeps once the consumer has reconnected
+        channel.qos.ack(message.delivery_tag)  # stopped the worker as "Unrecoverable" before
+        channel.qos.restore_unacked()  # left to the visibility timeout: no client to reach, no error
+        assert not channel.qos._delivered
