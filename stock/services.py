@@ -219,9 +219,7 @@ def reserve_stock(
     digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
     try:
         if connection.vendor == "postgresql":
-            # One statement is a transaction of its own; inside the caller's, a savepoint keeps it usable.
-            with transaction.atomic() if connection.in_atomic_block else nullcontext():
-                return _reserve_in_database(request, digest, items, needed_by, hold_seconds)
+            return _reserve_in_database(request, digest, items, needed_by, hold_seconds)
         with transaction.atomic():
             return _reserve_in_python(request, digest, items, needed_by, hold_seconds)
     except IntegrityError:
@@ -249,30 +247,37 @@ def _not_before(needed_by: date | None) -> date:
     return max(today, needed_by) if needed_by else today
 
 
+def _call_stock_function(sql: str, params: list) -> dict:
+    """One call of a stock database function (stock/sql/), its jsonb answer decoded.
+
+    One statement is a transaction of its own; inside the caller's, a savepoint keeps that usable if it fails.
+    """
+    with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        result = cursor.fetchone()[0]
+    return json.loads(result) if isinstance(result, str) else result  # Django leaves jsonb undecoded
+
+
 def _reserve_in_database(request, digest, items, needed_by, hold_seconds) -> Reservation:
     """One call of ``stock_reserve``: locks, FEFO plan, every write and the events, in one round trip."""
     now = timezone.now()
     hold_until = now + timedelta(seconds=hold_seconds) if hold_seconds else None
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT stock_reserve(%s, %s::jsonb, %s, %s::text[], %s::numeric[], %s, %s, %s, %s, %s, %s::jsonb)",
-            [
-                request["transaction_id"],
-                json.dumps(request),
-                digest,
-                [item.sku for item in items],
-                [item.quantity for item in items],
-                _not_before(needed_by),
-                needed_by,
-                hold_until.isoformat() if hold_until else None,
-                now.isoformat(),
-                current_correlation_id(),
-                _event_versions(),
-            ],
-        )
-        result = cursor.fetchone()[0]
-    if isinstance(result, str):  # Django leaves jsonb undecoded for its JSONField
-        result = json.loads(result)
+    result = _call_stock_function(
+        "SELECT stock_reserve(%s, %s::jsonb, %s, %s::text[], %s::numeric[], %s, %s, %s, %s, %s, %s::jsonb)",
+        [
+            request["transaction_id"],
+            json.dumps(request),
+            digest,
+            [item.sku for item in items],
+            [item.quantity for item in items],
+            _not_before(needed_by),
+            needed_by,
+            hold_until.isoformat() if hold_until else None,
+            now.isoformat(),
+            current_correlation_id(),
+            _event_versions(),
+        ],
+    )
     if result["outcome"] == "unknown":
         raise UnknownSku(
             "Unknown sku in the request.", errors={f"items.{n}.sku": ["Unknown sku."] for n in result["missing"]}
@@ -497,14 +502,10 @@ def release_reservation(*, transaction_id: str, note: str = "") -> Reservation:
 
 
 def _close_in_database(transaction_id: str, status: str, note: str) -> Reservation:
-    with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT stock_close(%s, %s, %s, %s, %s, %s::jsonb)",
-            [transaction_id, status, note, timezone.now().isoformat(), current_correlation_id(), _event_versions()],
-        )
-        result = cursor.fetchone()[0]
-    if isinstance(result, str):  # Django leaves jsonb undecoded for its JSONField
-        result = json.loads(result)
+    result = _call_stock_function(
+        "SELECT stock_close(%s, %s, %s, %s, %s, %s::jsonb)",
+        [transaction_id, status, note, timezone.now().isoformat(), current_correlation_id(), _event_versions()],
+    )
     if result["outcome"] == "not_found":
         raise ReservationNotFound(f"No reservation {transaction_id!r}.")
     if result["outcome"] == "closed":

@@ -32,13 +32,13 @@ def copy_text(value) -> str:
     return str(value)
 
 
+_PLAIN_TYPES = frozenset({int, Decimal, float})
+
+
 def _plain(value) -> str:
     if value is None:
         return "\\N"
     return str(value) if type(value) in _PLAIN_TYPES else copy_text(value)  # a str or a bool goes the long way
-
-
-_PLAIN_TYPES = frozenset({int, Decimal, float})
 
 
 def _text(value) -> str:

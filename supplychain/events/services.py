@@ -87,7 +87,7 @@ def publish_many(events: Iterable[NewEvent], *, with_keys: bool = True) -> list[
     ``with_keys=False`` skips reading the new rows' primary keys back when the caller does not need them.
     """
     now = timezone.now()
-    guid = get_guid() or ""
+    correlation_id = current_correlation_id()
     rows = []
     for event in events:
         version = event.version or registry.latest_version(event.type)
@@ -98,7 +98,7 @@ def publish_many(events: Iterable[NewEvent], *, with_keys: bool = True) -> list[
                 version=version,
                 source=f"supplychain/{event.type.split('.', 1)[0]}",
                 occurred_at=now,
-                correlation_id=(event.correlation_id if event.correlation_id is not None else guid)[:100],
+                correlation_id=event.correlation_id[:100] if event.correlation_id is not None else correlation_id,
                 key=str(event.key or "")[:200],
                 payload=event.payload,
             )
@@ -539,7 +539,7 @@ def record_received(
         occurred_at=timezone.now(),
         kind=AuditEntry.Kind.RECEIVED,
         event_type=message_type[:100],
-        correlation_id=(correlation_id if correlation_id is not None else get_guid() or "")[:100],
+        correlation_id=correlation_id[:100] if correlation_id is not None else current_correlation_id(),
         entity_key=entity_key[:200],
         partner=partner[:100],
         outcome=outcome[:20],
