@@ -2,29 +2,79 @@
 
 ``GET /api/v1/stock/levels/stream?sku=ham,mushroom`` sends the current levels, then every
 ``stock.level_changed`` event as it is committed (read from the outbox, so nothing committed is
-missed and a client resuming with ``Last-Event-ID`` gets what it missed). Each stream holds one
-server thread: serve it from gunicorn's ``gthread`` workers or a dedicated process.
+missed and a client resuming with ``Last-Event-ID`` gets what it missed).
+
+Each open stream holds one server thread, so a web process serves at most ``STOCK_STREAMS_PER_PROCESS``
+at once (the rest of its threads stay free for the API); one more gets a 503 with ``Retry-After``.
+A stream ends after ``STOCK_STREAM_SECONDS``: every event carries its id and the stream starts with a
+``retry`` hint, so an ``EventSource`` reconnects by itself and resumes exactly where it stopped, while
+the slot goes back to the pool and a load balancer can move the client.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 
+from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from stock import selectors
+from supplychain.core.api.errors import error_body
 
 POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15
+RECONNECT_MILLISECONDS = 2000
+BUSY_RETRY_SECONDS = 5
 
 
 def _sse(event: str, data: dict, event_id: int | None = None) -> str:
     head = f"id: {event_id}\n" if event_id is not None else ""
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+class _Slots:
+    """How many streams this process serves now, never more than ``STOCK_STREAMS_PER_PROCESS``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.open = 0
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.open >= settings.STOCK_STREAMS_PER_PROCESS:
+                return False
+            self.open += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self.open -= 1
+
+
+slots = _Slots()
+
+
+class _Stream:
+    """The events, holding a slot until the response is closed (also when it never started sending)."""
+
+    def __init__(self, events):
+        self._events = events
+        self._held = True
+
+    def __iter__(self):
+        return self._events
+
+    def close(self) -> None:
+        self._events.close()
+        if self._held:
+            self._held = False
+            slots.give_back()
 
 
 class LevelStreamView(APIView):
@@ -35,28 +85,59 @@ class LevelStreamView(APIView):
         summary="Live stock levels (Server-Sent Events)",
         parameters=[
             OpenApiParameter("sku", str, description="Comma-separated skus; all when absent."),
-            OpenApiParameter("max_seconds", int, description="Close the stream after this long (default 3600)."),
+            OpenApiParameter(
+                "max_seconds",
+                int,
+                description="Close the stream after this long (default and at most STOCK_STREAM_SECONDS, 300); "
+                "an EventSource reconnects with Last-Event-ID and misses nothing.",
+            ),
+            OpenApiParameter(
+                "Last-Event-ID",
+                int,
+                location=OpenApiParameter.HEADER,
+                description="Resume after this event: what was committed since is sent first.",
+            ),
         ],
-        responses={200: OpenApiResponse(description="text/event-stream of `level` and `level_changed` events.")},
+        responses={
+            200: OpenApiResponse(description="text/event-stream of `level` and `level_changed` events."),
+            503: OpenApiResponse(description="This server process serves as many streams as it may; retry later."),
+        },
     )
     def get(self, request, version="v1"):
         skus = [s for s in request.query_params.get("sku", "").split(",") if s]
+        longest = settings.STOCK_STREAM_SECONDS
         try:
-            max_seconds = min(max(float(request.query_params.get("max_seconds", 3600)), 1), 86400)
+            max_seconds = min(max(float(request.query_params.get("max_seconds", longest)), 1), longest)
         except ValueError:
-            max_seconds = 3600
+            max_seconds = longest
         try:
             last_id = int(request.headers.get("Last-Event-ID", "") or -1)
         except ValueError:
             last_id = -1
-        response = StreamingHttpResponse(self._events(skus, last_id, max_seconds), content_type="text/event-stream")
+        if not slots.take():
+            busy = Response(
+                error_body(
+                    type="streams_busy",
+                    title="Too many live streams on this server process.",
+                    status=503,
+                    detail=f"This process already serves {settings.STOCK_STREAMS_PER_PROCESS} streams; "
+                    f"retry in {BUSY_RETRY_SECONDS} s.",
+                ),
+                status=503,
+            )
+            busy["Retry-After"] = str(BUSY_RETRY_SECONDS)
+            return busy
+        response = StreamingHttpResponse(
+            _Stream(self._events(skus, last_id, max_seconds)), content_type="text/event-stream"
+        )
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # let nginx pass events through at once
         return response
 
     def _events(self, skus: list[str], last_id: int, max_seconds: float):
         # Django closes this thread's database connection when the response closes (request_finished).
-        if last_id < 0:  # a new client: the current levels first
+        yield f"retry: {RECONNECT_MILLISECONDS}\n\n"
+        if last_id < 0:  # a new client: the current levels first, with the id they are current at
             last_id = selectors.latest_event_id()
             levels = selectors.stock_levels()
             if skus:
@@ -70,6 +151,7 @@ class LevelStreamView(APIView):
                         "reserved": str(ingredient.reserved),
                         "available": str(ingredient.available),
                     },
+                    last_id,
                 )
         deadline = time.monotonic() + max_seconds
         quiet_since = time.monotonic()

@@ -363,6 +363,10 @@ CELERY_BEAT_SCHEDULE["events-archive-audit"] = {"task": "events.archive_audit", 
 # Receipt files are picked up under this prefix of object storage: an S3 bucket in production, the local
 # drop folder var/objects/supplychain/receipts/ by default.
 STOCK_RECEIPTS_PREFIX = env.str("STOCK_RECEIPTS_PREFIX", default="receipts/")
+# Each live level stream holds a web thread: at most this many per process (keep it below WEB_THREADS so the
+# API always has threads), each closed after STOCK_STREAM_SECONDS (the client reconnects and resumes).
+STOCK_STREAMS_PER_PROCESS = env.int("STOCK_STREAMS_PER_PROCESS", default=2)
+STOCK_STREAM_SECONDS = env.float("STOCK_STREAM_SECONDS", default=300.0)
 CELERY_BEAT_SCHEDULE.update(
     {
         "stock-ingest-poll": {"task": "stock.ingest_poll", "schedule": env.float("STOCK_POLL_SECONDS", default=30.0)},

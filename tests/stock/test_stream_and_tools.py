@@ -1,16 +1,19 @@
 """The live level stream (SSE), stockwatch's terminal plot and the simulation."""
 
 import json
+import time
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.core.signals import request_finished
+from django.db import close_old_connections
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from stock import selectors, services
+from stock import selectors, services, stream
 from stock.models import Receipt
 from supplychain.core.bootstrap import bootstrap
 from tests.stock.factories import IngredientFactory, csv_opener
@@ -30,8 +33,25 @@ def ham():
 
 
 def read_events(response) -> list[tuple[str, dict, str | None]]:
+    return parse_events(b"".join(response.streaming_content).decode())
+
+
+def close_unread(response) -> None:
+    """Close a response as the server does when a client goes away, keeping the test's connection open.
+
+    ``request_finished`` would close the database connection of a test running in a transaction; the test
+    client disconnects that handler the same way around the responses it closes itself.
+    """
+    request_finished.disconnect(close_old_connections)
+    try:
+        response.close()
+    finally:
+        request_finished.connect(close_old_connections)
+
+
+def parse_events(text: str) -> list[tuple[str, dict, str | None]]:
     events = []
-    for block in b"".join(response.streaming_content).decode().split("\n\n"):
+    for block in text.split("\n\n"):
         fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":"))
         if "event" in fields:
             events.append((fields["event"], json.loads(fields["data"]), fields.get("id")))
@@ -43,13 +63,52 @@ def test_stream_sends_current_levels_then_replays_changes_after_last_event_id(ha
     client.credentials(HTTP_AUTHORIZATION=f"Token {bootstrap(demo=False).api_token}")
     fresh = client.get("/api/v1/stock/levels/stream", {"sku": "ham", "max_seconds": 1})
     assert fresh["Content-Type"] == "text/event-stream"
-    assert read_events(fresh) == [
-        ("level", {"sku": "ham", "on_hand": "9.000", "reserved": "2.000", "available": "7.000"}, None)
+    content = b"".join(fresh.streaming_content).decode()
+    assert content.startswith("retry: ")  # an EventSource reconnects by itself when the stream ends
+    # The snapshot carries the id it is current at, so a reconnect resumes right after it.
+    assert parse_events(content) == [
+        (
+            "level",
+            {"sku": "ham", "on_hand": "9.000", "reserved": "2.000", "available": "7.000"},
+            str(selectors.latest_event_id()),
+        )
     ]
     resumed = client.get("/api/v1/stock/levels/stream", {"sku": "ham", "max_seconds": 1}, HTTP_LAST_EVENT_ID="0")
     changes = [(event, data["on_hand"], data["reserved"]) for event, data, _ in read_events(resumed)]
     assert changes == [("level_changed", "9.000", "0.000"), ("level_changed", "9.000", "2.000")]
     assert APIClient().get("/api/v1/stock/levels/stream").status_code == 401
+
+
+def test_streams_per_process_are_limited_and_each_slot_comes_back_when_its_response_closes(ham, settings):
+    settings.STOCK_STREAMS_PER_PROCESS = 2
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {bootstrap(demo=False).api_token}")
+    first = client.get("/api/v1/stock/levels/stream", {"max_seconds": 1})
+    second = client.get("/api/v1/stock/levels/stream", {"max_seconds": 1})
+    assert (first.status_code, second.status_code) == (200, 200)
+
+    busy = client.get("/api/v1/stock/levels/stream")
+    assert busy.status_code == 503
+    assert busy["Retry-After"] == str(stream.BUSY_RETRY_SECONDS)
+    assert busy.json()["type"] == "streams_busy"
+    assert "serves 2 streams" in busy.json()["detail"]
+
+    close_unread(first)  # never read: closing the response gives its slot back all the same
+    third = client.get("/api/v1/stock/levels/stream", {"max_seconds": 1})
+    assert third.status_code == 200
+    assert [event for event, _, _ in read_events(third)] == ["level", "level"]  # read to the end: closed
+    close_unread(second)
+    assert stream.slots.open == 0
+
+
+def test_a_stream_ends_after_stock_stream_seconds_whatever_the_client_asks(ham, settings):
+    settings.STOCK_STREAM_SECONDS = 1
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {bootstrap(demo=False).api_token}")
+    started = time.monotonic()
+    response = client.get("/api/v1/stock/levels/stream", {"sku": "ham", "max_seconds": 3600})
+    assert [event for event, _, _ in read_events(response)] == ["level"]
+    assert time.monotonic() - started < 30
 
 
 def test_stockwatch_plots_levels(ham):

@@ -1,0 +1,91 @@
+"""The live level stream served as in production (gunicorn gthread) on PostgreSQL.
+
+A stream holds a server thread, so a process serves at most ``STOCK_STREAMS_PER_PROCESS``; the API keeps
+its threads; a client that goes away gives its slot back; a client that comes back with
+``Last-Event-ID`` gets every change it missed.
+"""
+
+import sys
+from datetime import timedelta
+
+import pytest
+import requests
+from django.utils import timezone
+
+from stock import services
+from supplychain.core.bootstrap import bootstrap
+from tests.processes import free_port, running, wait_for
+from tests.stock.factories import IngredientFactory, csv_opener
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def read_until_event(lines, event: str) -> dict[str, str]:
+    """The fields of the next SSE event named ``event`` from a streaming response's lines."""
+    fields: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            if fields.get("event") == event:
+                return fields
+            fields = {}
+        elif not line.startswith(":") and ": " in line:
+            name, value = line.split(": ", 1)
+            fields[name] = value
+    raise AssertionError(f"the stream ended before a {event!r} event")
+
+
+def test_streams_take_limited_threads_free_their_slot_on_disconnect_and_resume(real_services, process_env, log_dir):
+    IngredientFactory(sku="ham")
+    best_before = (timezone.localdate() + timedelta(days=5)).isoformat()
+    services.ingest_receipt(
+        key="stream.csv", open_stream=csv_opener(f"sku,quantity,best_before\nham,100,{best_before}\n"), source="upload"
+    )
+    token = {"Authorization": f"Token {bootstrap(demo=False).api_token}"}
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/api/v1/stock"
+    argv = [sys.executable, "-m", "gunicorn", "supplychain.wsgi:application", "-b", f"127.0.0.1:{port}"]
+    argv += ["-w", "1", "--worker-class", "gthread", "--threads", "3"]
+    env = {**process_env, "ALLOWED_HOSTS": "127.0.0.1", "STOCK_STREAMS_PER_PROCESS": "1"}
+
+    def answers() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    with running("stream-web", argv, env, log_dir) as web:
+        web.wait_until(answers, 60, "gunicorn to answer")
+        first = requests.get(f"{base}/levels/stream", params={"sku": "ham"}, headers=token, stream=True, timeout=10)
+        assert first.status_code == 200
+        snapshot = read_until_event(first.iter_lines(decode_unicode=True), "level")
+        assert '"available":"100.000"' in snapshot["data"]
+
+        busy = requests.get(f"{base}/levels/stream", headers=token, timeout=10)
+        assert busy.status_code == 503, busy.text
+        assert busy.json()["type"] == "streams_busy" and busy.headers["Retry-After"]
+        assert requests.get(f"{base}/levels/", headers=token, timeout=10).status_code == 200  # the API has threads
+
+        first.close()  # the client goes away; the server finds out on its next write
+        reserved = 0
+
+        def slot_back() -> bool:
+            nonlocal reserved
+            reserved += 1
+            services.reserve_stock(transaction_id=f"missed-{reserved}", items=[services.Item("ham", 1)])
+            probe = requests.get(f"{base}/levels/stream", params={"max_seconds": 1}, headers=token, timeout=10)
+            probe.close()
+            return probe.status_code == 200
+
+        wait_for(slot_back, timeout=30, what="the closed stream's slot to come back", interval=0.5)
+
+        resumed = requests.get(
+            f"{base}/levels/stream",
+            params={"sku": "ham", "max_seconds": 2},
+            headers={**token, "Last-Event-ID": snapshot["id"]},
+            timeout=10,
+        )
+        assert resumed.status_code == 200
+        changes = [line for line in resumed.text.splitlines() if line == "event: level_changed"]
+        assert "event: level\n" not in resumed.text  # no snapshot again: it resumes after the given id
+        assert len(changes) == reserved  # every change made while it was away, each once
+        assert f'"available":"{100 - reserved}.000"' in resumed.text
