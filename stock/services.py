@@ -10,9 +10,12 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import heapq
 import io
+import itertools
 import json
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -27,7 +30,7 @@ from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from stock.models import Allocation, Batch, Ingredient, Movement, Receipt, Reservation, StockLevel, Supplier
-from supplychain.core.db import copy_rows
+from supplychain.core.db import ConnectionWorker, copy_rows
 from supplychain.core.errors import Conflict, DomainError, NotFound, Unprocessable
 from supplychain.events import registry
 from supplychain.events.services import NewEvent, announce_published, current_correlation_id, publish_many
@@ -735,6 +738,7 @@ BATCH_FIELDS = [
     "status",
 ]
 MAX_REPORTED_ERRORS = 1000
+_UNDECODED = re.compile("[\udc80-\udcff]")  # what errors="surrogateescape" makes of bytes that are not UTF-8
 
 
 @dataclass
@@ -754,6 +758,13 @@ class _Progress:
         self.error_count += 1
         if len(self.errors) < MAX_REPORTED_ERRORS:
             self.errors.append({"line": line, "column": column, "reason": reason})
+
+    def absorb(self, other: _Progress) -> None:
+        """Add another tally's rows ingested and errors; the errors stay in line order, the first ones kept."""
+        self.ingested += other.ingested
+        self.error_count += other.error_count
+        merged = heapq.merge(self.errors, other.errors, key=lambda error: error["line"])
+        self.errors = list(itertools.islice(merged, MAX_REPORTED_ERRORS))
 
 
 class _HashingReader(io.RawIOBase):
@@ -823,16 +834,14 @@ def _ingest_new(key, open_stream, source, progress) -> ReceiptOutcome:
     deltas: dict[int, Decimal] = defaultdict(lambda: ZERO)
     with open_stream() as raw:
         hashing = _HashingReader(raw)
-        text = io.TextIOWrapper(io.BufferedReader(hashing, 1 << 20), encoding="utf-8-sig", newline="")
+        # Bytes that are not UTF-8 become lone surrogates, so the row holding them is refused on its own.
+        text = io.TextIOWrapper(
+            io.BufferedReader(hashing, 1 << 20), encoding="utf-8-sig", errors="surrogateescape", newline=""
+        )
         reader = csv.reader(text)
         header = _read_header(reader, state)
         if header is not None:
-            seen_lots: set[tuple[str, str]] = set()
-            known = _Known()
-            for chunk in _chunks(_parse_rows(reader, header, default_lot, state, seen_lots), CHUNK_ROWS):
-                _ingest_chunk(receipt, chunk, state, deltas, known)
-                if progress:
-                    progress(state.rows, state.ingested)
+            _ingest_rows(receipt, _parse_rows(reader, header, default_lot, state, set()), state, deltas, progress)
         for _ in iter(lambda: hashing.read(1 << 20), b""):
             pass  # hash the rest even if the header was bad
     receipt.sha256 = hashing.sha256.hexdigest()
@@ -862,6 +871,30 @@ def _ingest_new(key, open_stream, source, progress) -> ReceiptOutcome:
     )
     publish_many(events, with_keys=False)
     return ReceiptOutcome(receipt, "processed")
+
+
+def _ingest_rows(receipt: Receipt, rows: Iterator[tuple], state: _Progress, deltas, progress) -> None:
+    """Write the parsed rows chunk by chunk while the next chunk is parsed (a pipeline of two threads).
+
+    Parsing is Python; the lookups and the COPY of a chunk are mostly the database's time, which here
+    overlaps the parsing of the next chunk instead of following it. The writes run in a thread of their
+    own on this connection and transaction (``ConnectionWorker``), one chunk at a time and in file order.
+    """
+    written = _Progress()  # the writer's own tally: rows ingested, rows the database refused
+    known = _Known()
+    pending = None
+    with ConnectionWorker() as writer:
+        for chunk in _chunks(rows, CHUNK_ROWS):
+            if pending is not None:
+                pending.result()
+                if progress:
+                    progress(state.rows, written.ingested)
+            pending = writer.submit(_ingest_chunk, receipt, chunk, written, deltas, known)
+        if pending is not None:
+            pending.result()
+            if progress:
+                progress(state.rows, written.ingested)
+    state.absorb(written)
 
 
 def _read_header(reader, state: _Progress) -> dict[str, int] | None:
@@ -902,6 +935,11 @@ def _parse_rows(reader, header, default_lot, state: _Progress, seen_lots) -> Ite
                 state.error(number, "", f"expected {width} fields, found {len(values)}")
                 continue
             values = values + [""] * (width - len(values))  # trailing optional fields (lot, supplier) left out
+        joined = "".join(values)
+        if not joined.isascii() and _UNDECODED.search(joined):
+            state.rows += 1
+            state.error(number, "", "not UTF-8 text (save the file as UTF-8)")
+            continue
         sku, text_quantity, text_date = (
             values[at_sku].strip(),
             values[at_quantity].strip(),

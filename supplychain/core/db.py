@@ -9,11 +9,12 @@ bench/events.py). Other databases fall back to ``bulk_create``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
 from decimal import Decimal
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _COPY_BLOCK_ROWS = 2000
@@ -98,3 +99,35 @@ def copy_insert(model: type[models.Model], instances: Sequence[models.Model], fi
     """Insert unsaved ``instances`` writing only ``fields`` (see ``copy_rows``)."""
     attnames = [model._meta.get_field(name).attname for name in fields]
     copy_rows(model, fields, ([getattr(instance, name) for name in attnames] for instance in instances))
+
+
+class ConnectionWorker:
+    """One background thread that works on the caller's database connection, inside its transaction.
+
+    For pipelines: the caller parses the next chunk of a file (pure Python) while this thread writes the
+    previous one, so the database's work and the parsing overlap instead of taking turns. Only one of
+    the two may use the connection at a time: the caller must not touch the database until the work it
+    submitted is done (``Future.result()``). Leaving the ``with`` block waits for submitted work, so a
+    failing caller never rolls back under a write still running. The thread adopts the connection as
+    Django's own live-server thread does (``inc_thread_sharing`` and a per-thread ``connections`` entry).
+    """
+
+    def __init__(self, alias: str = DEFAULT_DB_ALIAS):
+        self.alias = alias
+        self.wrapper = connections[alias]
+        self._executor: ThreadPoolExecutor | None = None
+
+    def _adopt(self) -> None:
+        connections[self.alias] = self.wrapper
+
+    def __enter__(self) -> ConnectionWorker:
+        self.wrapper.inc_thread_sharing()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="db-worker", initializer=self._adopt)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._executor.shutdown(wait=True)
+        self.wrapper.dec_thread_sharing()
+
+    def submit(self, function: Callable, *args) -> Future:
+        return self._executor.submit(function, *args)

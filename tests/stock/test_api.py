@@ -9,6 +9,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from stock import services
+from stock.models import Batch
 from supplychain.core.bootstrap import bootstrap
 from tests.stock.factories import IngredientFactory, csv_opener
 
@@ -118,6 +119,26 @@ def test_receipt_upload_reports_bad_rows_then_duplicate_then_conflict(platform):
         format="multipart",
     )
     assert other.status_code == 409
+
+
+def test_a_row_that_is_not_utf8_is_refused_on_its_own_and_the_rest_ingested(platform):
+    IngredientFactory(sku="ham")
+    text = (
+        f"sku,quantity,best_before,lot,supplier\nham,5,{day(4)},L1,Müller Feinkost\n".encode()
+        + f"ham,3,{day(4)},L2,Müller Feinkost\n".encode("latin-1")  # an Excel export's bytes
+        + f"ham,2,{day(5)},L3,Çelik\n".encode()
+    )
+    response = platform.post(
+        "/api/v1/stock/receipts/", {"file": SimpleUploadedFile("mixed.csv", text, "text/csv")}, format="multipart"
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["rows_total"], body["rows_ingested"]) == (3, 2)
+    assert body["errors"] == [{"line": 3, "column": "", "reason": "not UTF-8 text (save the file as UTF-8)"}]
+    assert sorted(Batch.objects.values_list("lot", "supplier__name")) == [
+        ("L1", "Müller Feinkost"),
+        ("L3", "Çelik"),
+    ]
 
 
 def test_batches_filter_by_expiry_and_trace_their_reservations(platform, stocked):

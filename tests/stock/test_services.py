@@ -64,13 +64,13 @@ def test_receipt_ingests_good_rows_and_reports_each_bad_one():
     assert outcome.outcome == "processed"
     assert receipt.rows_total == 8
     assert receipt.rows_ingested == 2
-    assert [(e["line"], e["column"]) for e in receipt.errors] == [
+    assert [(e["line"], e["column"]) for e in receipt.errors] == [  # in line order
+        (3, "sku"),
         (4, "quantity"),
         (5, "quantity"),
         (6, "best_before"),
         (7, "best_before"),
         (8, "lot"),
-        (3, "sku"),
     ]
     assert level("ham").on_hand == D(12)
     assert Batch.objects.get(lot="mixed").quantity_received == D(7)  # a missing lot is the file's name
@@ -95,6 +95,59 @@ def test_a_file_with_a_bad_header_fails_whole_and_says_why():
     outcome = receive("drop/bad.csv", "sku,qty,best_before\nham,1,2030-01-01\n")
     assert outcome.receipt.status == "failed"
     assert "missing column(s): quantity" in outcome.receipt.errors[0]["reason"]
+
+
+def test_chunks_written_while_the_next_is_parsed_keep_file_order_and_report_errors_in_line_order(monkeypatch):
+    monkeypatch.setattr(services, "CHUNK_ROWS", 3)  # 11 rows: four chunks, three of them overlapping a parse
+    IngredientFactory(sku="ham")
+    IngredientFactory(sku="mushroom")
+    lines = ["sku,quantity,best_before,lot,supplier"]
+    for n in range(11):
+        sku = "ghost" if n in (1, 7) else ("ham", "mushroom")[n % 2]  # refused by the writer
+        quantity = "x" if n in (4, 9) else str(n + 1)  # refused by the parser
+        lines.append(f"{sku},{quantity},{day(3)},L{n},Farm {n % 3}")
+    progress = []
+    outcome = services.ingest_receipt(
+        key="drop/chunks.csv",
+        open_stream=csv_opener("\n".join(lines)),
+        source="upload",
+        progress=lambda rows, ingested: progress.append((rows, ingested)),
+    )
+    receipt = outcome.receipt
+    assert (receipt.rows_total, receipt.rows_ingested) == (11, 7)
+    assert [(e["line"], e["column"]) for e in receipt.errors] == [
+        (3, "sku"),
+        (6, "quantity"),
+        (9, "sku"),
+        (11, "quantity"),
+    ]
+    assert sorted(Batch.objects.values_list("source_line", flat=True)) == [2, 4, 5, 7, 8, 10, 12]
+    assert level("ham").on_hand == D(1 + 3 + 7 + 9 + 11)
+    assert level("mushroom").on_hand == D(4 + 6)
+    # After each chunk written: rows read so far (parsing runs a chunk ahead of the writes), rows ingested.
+    assert progress == [(7, 2), (11, 5), (11, 7)]
+    assert_invariants()
+
+
+def test_a_failing_write_rolls_the_whole_receipt_back(monkeypatch):
+    monkeypatch.setattr(services, "CHUNK_ROWS", 2)
+    IngredientFactory(sku="ham")
+    written = []
+    real_chunk = services._ingest_chunk
+
+    def failing_second_chunk(receipt, rows, *args):
+        if written:
+            raise RuntimeError("disk full")
+        written.append(rows)
+        return real_chunk(receipt, rows, *args)
+
+    monkeypatch.setattr(services, "_ingest_chunk", failing_second_chunk)
+    text = "sku,quantity,best_before,lot\n" + "".join(f"ham,1,{day(3)},L{n}\n" for n in range(6))
+    with pytest.raises(RuntimeError, match="disk full"):
+        receive("drop/failing.csv", text)
+    assert (Receipt.objects.count(), Batch.objects.count(), Movement.objects.count()) == (0, 0, 0)
+    monkeypatch.setattr(services, "_ingest_chunk", real_chunk)
+    assert receive("drop/failing.csv", text).receipt.rows_ingested == 6  # nothing half-done holds the key
 
 
 def test_reservation_takes_first_expiring_batches_first(pantry):
