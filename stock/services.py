@@ -755,6 +755,8 @@ class _Progress:
     error_count: int = 0
 
     def error(self, line: int, column: str, reason: str) -> None:
+        if not reason.isascii():  # bytes that were not UTF-8 must not reach the JSON column as lone surrogates
+            reason = reason.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         self.error_count += 1
         if len(self.errors) < MAX_REPORTED_ERRORS:
             self.errors.append({"line": line, "column": column, "reason": reason})
@@ -903,6 +905,12 @@ def _read_header(reader, state: _Progress) -> dict[str, int] | None:
     except StopIteration:
         state.error(1, "", "the file is empty")
         return None
+    except csv.Error as exc:
+        state.error(1, "header", f"not readable as CSV: {exc}")
+        return None
+    if _UNDECODED.search("".join(header)):
+        state.error(1, "header", "not UTF-8 text (save the file as UTF-8)")
+        return None
     missing = [column for column in REQUIRED_COLUMNS if column not in header]
     unknown = [column for column in header if column not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
     if missing or unknown:
@@ -920,13 +928,31 @@ def _read_header(reader, state: _Progress) -> dict[str, int] | None:
     return {column: header.index(column) for column in header}
 
 
+def _records(reader, state: _Progress) -> Iterator[tuple[int, list[str]]]:
+    """``(line, fields)`` of each record after the header; a CSV syntax error ends the file there, reported.
+
+    After such an error (an unbalanced quote running into the field size limit, say) where the next record
+    starts is unknowable, so nothing after it is guessed at; the rows before it are ingested as usual.
+    """
+    records = enumerate(reader, start=2)
+    while True:
+        try:
+            yield next(records)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            state.rows += 1
+            state.error(reader.line_num, "", f"not readable as CSV ({exc}); the rest of the file was not read")
+            return
+
+
 def _parse_rows(reader, header, default_lot, state: _Progress, seen_lots) -> Iterator[tuple]:
     """Good rows as ``(line, sku, quantity, best_before, lot, supplier)``; each bad one reported once."""
     today = timezone.localdate()
     width = len(header)
     at_sku, at_quantity, at_best_before = header["sku"], header["quantity"], header["best_before"]
     at_lot, at_supplier = header.get("lot"), header.get("supplier")
-    for number, values in enumerate(reader, start=2):
+    for number, values in _records(reader, state):
         if len(values) != width:
             if not values or all(not value.strip() for value in values):
                 continue

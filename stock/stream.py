@@ -5,7 +5,8 @@
 missed and a client resuming with ``Last-Event-ID`` gets what it missed).
 
 Each open stream holds one server thread, so a web process serves at most ``STOCK_STREAMS_PER_PROCESS``
-at once (the rest of its threads stay free for the API); one more gets a 503 with ``Retry-After``.
+at once (the rest of its threads stay free for the API); one more gets a 503 with ``Retry-After``, or,
+when it is a browser's EventSource (``Accept: text/event-stream``), an empty stream with a ``retry`` hint.
 A stream ends after ``STOCK_STREAM_SECONDS``: every event carries its id and the stream starts with a
 ``retry`` hint, so an ``EventSource`` reconnects by itself and resumes exactly where it stopped, while
 the slot goes back to the pool and a load balancer can move the client.
@@ -16,11 +17,13 @@ from __future__ import annotations
 import json
 import threading
 import time
+from decimal import Decimal
 
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -31,6 +34,11 @@ POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15
 RECONNECT_MILLISECONDS = 2000
 BUSY_RETRY_SECONDS = 5
+
+
+def _quantity(value) -> str:
+    """Three decimals, as the events and the API write quantities (SQLite hands back ``Decimal("9")``)."""
+    return format(Decimal(value), ".3f")
 
 
 def _sse(event: str, data: dict, event_id: int | None = None) -> str:
@@ -45,40 +53,74 @@ class _Slots:
         self._lock = threading.Lock()
         self.open = 0
 
-    def take(self) -> bool:
+    def take(self) -> _Slot | None:
         with self._lock:
             if self.open >= settings.STOCK_STREAMS_PER_PROCESS:
-                return False
+                return None
             self.open += 1
-            return True
+            return _Slot(self)
 
-    def give_back(self) -> None:
+    def _give_back(self) -> None:
         with self._lock:
             self.open -= 1
+
+
+class _Slot:
+    """One stream's place; given back exactly once, whoever gets there first."""
+
+    def __init__(self, slots: _Slots) -> None:
+        self._slots = slots
+        self._lock = threading.Lock()
+        self._held = True
+
+    def release(self) -> None:
+        with self._lock:
+            if not self._held:
+                return
+            self._held = False
+        self._slots._give_back()
 
 
 slots = _Slots()
 
 
 class _Stream:
-    """The events, holding a slot until the response is closed (also when it never started sending)."""
+    """The events, holding a slot until they end or the response is closed (also if they never started).
 
-    def __init__(self, events):
+    The events give the slot back themselves when they run out, before the server writes the last chunk,
+    so a client that sees its stream end and reconnects at once finds the slot free.
+    """
+
+    def __init__(self, events, slot: _Slot):
         self._events = events
-        self._held = True
+        self._slot = slot
 
     def __iter__(self):
         return self._events
 
     def close(self) -> None:
-        self._events.close()
-        if self._held:
-            self._held = False
-            slots.give_back()
+        try:
+            self._events.close()
+        finally:
+            self._slot.release()
+
+
+class EventStreamRenderer(BaseRenderer):
+    """Lets ``Accept: text/event-stream`` (what a browser's EventSource sends) through content negotiation.
+
+    The stream itself is written by the view; this only renders the errors answered before it (as JSON).
+    """
+
+    media_type = "text/event-stream"
+    format = "event-stream"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        return json.dumps(data).encode() if data is not None else b""
 
 
 class LevelStreamView(APIView):
     permission_classes = [IsAuthenticated]
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
 
     @extend_schema(
         tags=["stock"],
@@ -114,29 +156,55 @@ class LevelStreamView(APIView):
             last_id = int(request.headers.get("Last-Event-ID", "") or -1)
         except ValueError:
             last_id = -1
-        if not slots.take():
-            busy = Response(
-                error_body(
-                    type="streams_busy",
-                    title="Too many live streams on this server process.",
-                    status=503,
-                    detail=f"This process already serves {settings.STOCK_STREAMS_PER_PROCESS} streams; "
-                    f"retry in {BUSY_RETRY_SECONDS} s.",
-                ),
-                status=503,
-            )
-            busy["Retry-After"] = str(BUSY_RETRY_SECONDS)
-            return busy
+        slot = slots.take()
+        if slot is None:
+            return self._busy(request)
         response = StreamingHttpResponse(
-            _Stream(self._events(skus, last_id, max_seconds)), content_type="text/event-stream"
+            _Stream(self._events(skus, last_id, max_seconds, slot), slot), content_type="text/event-stream"
         )
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # let nginx pass events through at once
         return response
 
-    def _events(self, skus: list[str], last_id: int, max_seconds: float):
+    @staticmethod
+    def _busy(request):
+        """No slot free: 503 with Retry-After, or, to a browser's EventSource, an empty stream and a retry hint.
+
+        An EventSource gives up for good on any answer but a 200 event stream, and ignores Retry-After;
+        a stream that ends at once makes it come back by itself after the ``retry`` delay.
+        """
+        detail = (
+            f"This process already serves {settings.STOCK_STREAMS_PER_PROCESS} streams; "
+            f"retry in {BUSY_RETRY_SECONDS} s."
+        )
+        if request.accepted_renderer.media_type == EventStreamRenderer.media_type:
+            busy = HttpResponse(
+                f"retry: {BUSY_RETRY_SECONDS * 1000}\n\n" + _sse("busy", {"detail": detail}),
+                content_type="text/event-stream",
+            )
+            busy["Cache-Control"] = "no-cache"
+        else:
+            busy = Response(
+                error_body(
+                    type="streams_busy",
+                    title="Too many live streams on this server process.",
+                    status=503,
+                    detail=detail,
+                ),
+                status=503,
+            )
+        busy["Retry-After"] = str(BUSY_RETRY_SECONDS)
+        return busy
+
+    def _events(self, skus: list[str], last_id: int, max_seconds: float, slot: _Slot):
         # Django closes this thread's database connection when the response closes (request_finished).
-        yield f"retry: {RECONNECT_MILLISECONDS}\n\n"
+        try:
+            yield f"retry: {RECONNECT_MILLISECONDS}\n\n"
+            yield from self._changes(skus, last_id, max_seconds)
+        finally:
+            slot.release()
+
+    def _changes(self, skus: list[str], last_id: int, max_seconds: float):
         if last_id < 0:  # a new client: the current levels first, with the id they are current at
             last_id = selectors.latest_event_id()
             levels = selectors.stock_levels()
@@ -147,9 +215,9 @@ class LevelStreamView(APIView):
                     "level",
                     {
                         "sku": ingredient.sku,
-                        "on_hand": str(ingredient.on_hand),
-                        "reserved": str(ingredient.reserved),
-                        "available": str(ingredient.available),
+                        "on_hand": _quantity(ingredient.on_hand),
+                        "reserved": _quantity(ingredient.reserved),
+                        "available": _quantity(ingredient.available),
                     },
                     last_id,
                 )

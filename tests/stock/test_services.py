@@ -1,5 +1,7 @@
 """Stock services: receipts, all-or-nothing FEFO reservations, commit/release, expiry; invariants hold."""
 
+import hashlib
+import io
 from datetime import timedelta
 from decimal import Decimal
 
@@ -95,6 +97,33 @@ def test_a_file_with_a_bad_header_fails_whole_and_says_why():
     outcome = receive("drop/bad.csv", "sku,qty,best_before\nham,1,2030-01-01\n")
     assert outcome.receipt.status == "failed"
     assert "missing column(s): quantity" in outcome.receipt.errors[0]["reason"]
+
+
+def receive_bytes(key: str, data: bytes) -> services.ReceiptOutcome:
+    return services.ingest_receipt(key=key, open_stream=lambda: io.BytesIO(data), source="upload")
+
+
+def test_a_header_that_is_not_utf8_fails_the_file_and_says_why():
+    outcome = receive_bytes("drop/latin.csv", "sku,quantity,best_before,Qualität\n".encode("latin-1"))
+    assert outcome.receipt.status == "failed"
+    assert outcome.receipt.errors == [
+        {"line": 1, "column": "header", "reason": "not UTF-8 text (save the file as UTF-8)"}
+    ]
+    assert Receipt.objects.get(key="drop/latin.csv").errors == outcome.receipt.errors  # stored as JSON
+
+
+def test_a_csv_syntax_error_ends_the_file_there_keeping_the_rows_before_it():
+    IngredientFactory(sku="ham")
+    runaway = "x" * 200_000  # an unbalanced quote swallows what follows past the field size limit
+    text = f'sku,quantity,best_before,lot\nham,5,{day(4)},A\nham,6,{day(4)},"B\n{runaway}\nham,7,{day(4)},C\n'
+    outcome = receive_bytes("drop/runaway.csv", text.encode())
+    receipt = outcome.receipt
+    assert (receipt.status, receipt.rows_total, receipt.rows_ingested) == ("processed", 2, 1)
+    [error] = receipt.errors
+    assert error["line"] >= 3 and "not readable as CSV" in error["reason"]
+    assert "the rest of the file was not read" in error["reason"]
+    assert level("ham").on_hand == D(5)
+    assert receipt.sha256 == hashlib.sha256(text.encode()).hexdigest()  # the whole file was still fingerprinted
 
 
 def test_chunks_written_while_the_next_is_parsed_keep_file_order_and_report_errors_in_line_order(monkeypatch):

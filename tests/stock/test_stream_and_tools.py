@@ -32,6 +32,14 @@ def ham():
     services.reserve_stock(transaction_id="t", items=[services.Item("ham", 2)])
 
 
+@pytest.fixture(autouse=True)
+def no_stream_slots_left_over():
+    """Each test starts with every stream slot free, whatever an earlier failing test left open."""
+    stream.slots.open = 0
+    yield
+    stream.slots.open = 0
+
+
 def read_events(response) -> list[tuple[str, dict, str | None]]:
     return parse_events(b"".join(response.streaming_content).decode())
 
@@ -77,6 +85,12 @@ def test_stream_sends_current_levels_then_replays_changes_after_last_event_id(ha
     changes = [(event, data["on_hand"], data["reserved"]) for event, data, _ in read_events(resumed)]
     assert changes == [("level_changed", "9.000", "0.000"), ("level_changed", "9.000", "2.000")]
     assert APIClient().get("/api/v1/stock/levels/stream").status_code == 401
+    # What a browser's EventSource sends is accepted (an unauthenticated one still gets its 401).
+    browser = client.get("/api/v1/stock/levels/stream", {"max_seconds": 1}, HTTP_ACCEPT="text/event-stream")
+    assert (browser.status_code, browser["Content-Type"]) == (200, "text/event-stream")
+    assert [event for event, _, _ in read_events(browser)] == ["level", "level"]
+    anonymous = APIClient().get("/api/v1/stock/levels/stream", HTTP_ACCEPT="text/event-stream")
+    assert anonymous.status_code == 401
 
 
 def test_streams_per_process_are_limited_and_each_slot_comes_back_when_its_response_closes(ham, settings):
@@ -92,6 +106,11 @@ def test_streams_per_process_are_limited_and_each_slot_comes_back_when_its_respo
     assert busy["Retry-After"] == str(stream.BUSY_RETRY_SECONDS)
     assert busy.json()["type"] == "streams_busy"
     assert "serves 2 streams" in busy.json()["detail"]
+
+    # A browser's EventSource gives up on a 503: it gets an empty stream that tells it when to come back.
+    browser_busy = client.get("/api/v1/stock/levels/stream", HTTP_ACCEPT="text/event-stream")
+    assert (browser_busy.status_code, browser_busy["Content-Type"]) == (200, "text/event-stream")
+    assert browser_busy.content.decode().startswith(f"retry: {stream.BUSY_RETRY_SECONDS * 1000}\n\nevent: busy\n")
 
     close_unread(first)  # never read: closing the response gives its slot back all the same
     third = client.get("/api/v1/stock/levels/stream", {"max_seconds": 1})
