@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import BooleanField, DecimalField, ExpressionWrapper, F, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -95,17 +99,47 @@ def invariant_violations() -> list[str]:
     return problems
 
 
-def level_changes_after(last_id: int, skus: list[str] | None = None, limit: int = 500):
-    """``stock.level_changed`` events after outbox id ``last_id`` (the live stream's feed), oldest first."""
+def level_changes_since(after_id: int, skus: list[str] | None = None, page: int = 500) -> Iterator[dict]:
+    """Every visible ``stock.level_changed`` event after outbox id ``after_id`` (the live stream's feed), by id."""
     from supplychain.events.models import OutboxEvent
 
-    query = OutboxEvent.objects.filter(type="stock.level_changed", id__gt=last_id)
+    query = OutboxEvent.objects.filter(type="stock.level_changed")
     if skus:
         query = query.filter(key__in=skus)
-    return list(query.order_by("id").values("id", "payload", "occurred_at")[:limit])
+    while True:
+        rows = list(query.filter(id__gt=after_id).order_by("id").values("id", "payload", "occurred_at")[:page])
+        yield from rows
+        if len(rows) < page:
+            return
+        after_id = rows[-1]["id"]
 
 
-def latest_event_id() -> int:
+@dataclass(frozen=True)
+class OutboxPosition:
+    """Where the outbox stood at one moment: its newest visible id and, on PostgreSQL, the snapshot's xid bounds.
+
+    ``xmin`` is the oldest transaction still running then, ``xmax`` the first one not yet started;
+    both ``None`` where writers run one at a time (SQLite), so ids are committed in order.
+    """
+
+    at: float
+    max_id: int
+    xmin: int | None = None
+    xmax: int | None = None
+
+
+def outbox_position() -> OutboxPosition:
+    """The outbox's newest visible id and the transactions in flight, read in one snapshot."""
     from supplychain.events.models import OutboxEvent
 
-    return OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    at = time.monotonic()
+    if connection.vendor != "postgresql":
+        return OutboxPosition(at, OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0)
+    with connection.cursor() as cursor:
+        table = connection.ops.quote_name(OutboxEvent._meta.db_table)
+        cursor.execute(
+            f"SELECT (SELECT coalesce(max(id), 0) FROM {table}),"  # noqa: S608 (a model's table, not input)
+            " pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint FROM pg_current_snapshot() s"
+        )
+        max_id, xmin, xmax = cursor.fetchone()
+    return OutboxPosition(at, max_id, xmin, xmax)

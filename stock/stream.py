@@ -1,8 +1,11 @@
 """The live stream of stock levels as Server-Sent Events (what the seed puts on a Kinesis stream).
 
 ``GET /api/v1/stock/levels/stream?sku=ham,mushroom`` sends the current levels, then every
-``stock.level_changed`` event as it is committed (read from the outbox, so nothing committed is
-missed and a client resuming with ``Last-Event-ID`` gets what it missed).
+``stock.level_changed`` event as it is committed, read from the outbox. Ids are taken at write time, so
+events can commit out of id order; ``_Frontier`` knows up to which id everything is final, the stream
+re-reads above it and skips what it sent, and each event's SSE id is that final id: a client resuming
+with ``Last-Event-ID`` gets everything it missed (a few events may come twice; each carries the whole
+level).
 
 Each open stream holds one server thread, so a web process serves at most ``STOCK_STREAMS_PER_PROCESS``
 at once (the rest of its threads stay free for the API); one more gets a 503 with ``Retry-After``, or,
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import deque
 from decimal import Decimal
 
 from django.conf import settings
@@ -31,6 +35,7 @@ from stock import selectors
 from supplychain.core.api.errors import error_body
 
 POLL_SECONDS = 0.5
+SETTLE_SECONDS = 1.0
 KEEPALIVE_SECONDS = 15
 RECONNECT_MILLISECONDS = 2000
 BUSY_RETRY_SECONDS = 5
@@ -205,8 +210,19 @@ class LevelStreamView(APIView):
             slot.release()
 
     def _changes(self, skus: list[str], last_id: int, max_seconds: float):
-        if last_id < 0:  # a new client: the current levels first, with the id they are current at
-            last_id = selectors.latest_event_id()
+        frontier = _Frontier(selectors.outbox_position())
+        if last_id < 0:  # a new client: the current levels first, current as of every event up to their id
+            start = frontier.history[0]
+            give_up, quiet_since = time.monotonic() + max_seconds, time.monotonic()
+            while frontier.settled < start.max_id:  # until what was in flight when it came has ended
+                if time.monotonic() > give_up:
+                    return  # a transaction runs longer than this stream may: the client comes back later
+                if time.monotonic() - quiet_since > KEEPALIVE_SECONDS:
+                    yield ": waiting for transactions in flight\n\n"
+                    quiet_since = time.monotonic()
+                time.sleep(POLL_SECONDS)
+                frontier.observe(selectors.outbox_position())
+            last_id = start.max_id
             levels = selectors.stock_levels()
             if skus:
                 levels = levels.filter(sku__in=skus)
@@ -221,18 +237,55 @@ class LevelStreamView(APIView):
                     },
                     last_id,
                 )
+        low, sent = last_id, set()  # every event up to ``low`` is final and was sent; ``sent``: those above it
         deadline = time.monotonic() + max_seconds
         quiet_since = time.monotonic()
         while time.monotonic() < deadline:
-            changes = selectors.level_changes_after(last_id, skus)
-            for change in changes:
-                last_id = change["id"]
-                yield _sse(
-                    "level_changed", {**change["payload"], "at": change["occurred_at"].isoformat()}, change["id"]
-                )
+            settled = frontier.observe(selectors.outbox_position())  # before reading: all up to it is in the read
+            changes = [change for change in selectors.level_changes_since(low, skus) if change["id"] not in sent]
+            for n, change in enumerate(changes):
+                sent.add(change["id"])
+                token = max(low, settled) if n == len(changes) - 1 else low
+                yield _sse("level_changed", {**change["payload"], "at": change["occurred_at"].isoformat()}, token)
+            if settled > low:
+                low = settled
+                sent = {event_id for event_id in sent if event_id > low}
             if changes:
                 quiet_since = time.monotonic()
             elif time.monotonic() - quiet_since > KEEPALIVE_SECONDS:
                 yield ": keep-alive\n\n"
                 quiet_since = time.monotonic()
             time.sleep(POLL_SECONDS)
+
+
+class _Frontier:
+    """The outbox id up to which every event is final: committed (or rolled back), never to appear later.
+
+    Outbox ids are taken when a row is written, not when its transaction commits, so on PostgreSQL an
+    event can become visible after one with a higher id: a stream that only read "after the last id it
+    sent" would skip it. So the stream re-reads everything above the settled id and skips what it sent.
+    An id is settled once every transaction that was running when it was the newest has ended: the
+    positions seen at least ``SETTLE_SECONDS`` later started no transaction the current one still waits
+    for (``xmax`` ≤ now's ``xmin``). The margin covers a writer that took its id just before a position
+    and its transaction id just after. Where writers run one at a time (SQLite) ids commit in order.
+    """
+
+    def __init__(self, start: selectors.OutboxPosition):
+        self.history = deque([start])
+        self.settled = start.max_id if start.xmin is None else 0
+
+    def observe(self, now: selectors.OutboxPosition) -> int:
+        if now.xmin is None:
+            self.settled = max(self.settled, now.max_id)
+            return self.settled
+        self.history.append(now)
+        positions = list(self.history)
+        for index in range(len(positions) - 1, -1, -1):
+            candidate = positions[index]
+            later = next((p for p in positions[index + 1 :] if p.at >= candidate.at + SETTLE_SECONDS), None)
+            if later is not None and later.xmax <= now.xmin:
+                self.settled = max(self.settled, candidate.max_id)
+                for _ in range(index):
+                    self.history.popleft()
+                break
+        return self.settled

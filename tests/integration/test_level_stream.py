@@ -6,6 +6,7 @@ its threads; a client that goes away gives its slot back; a client that comes ba
 """
 
 import sys
+import time
 from datetime import timedelta
 
 import pytest
@@ -89,3 +90,59 @@ def test_streams_take_limited_threads_free_their_slot_on_disconnect_and_resume(r
         assert "event: level\n" not in resumed.text  # no snapshot again: it resumes after the given id
         assert len(changes) == reserved  # every change made while it was away, each once
         assert f'"available":"{100 - reserved}.000"' in resumed.text
+
+
+def test_an_event_committed_after_one_with_a_higher_id_still_reaches_the_stream(real_services):
+    """A reservation holds its outbox id while a later one commits first: the stream sends both, each once."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from stock.stream import LevelStreamView
+
+    best_before = (timezone.localdate() + timedelta(days=5)).isoformat()
+    for sku in ("ham", "cheese"):
+        IngredientFactory(sku=sku)
+    services.ingest_receipt(
+        key="gap.csv",
+        open_stream=csv_opener(f"sku,quantity,best_before\nham,10,{best_before}\ncheese,10,{best_before}\n"),
+        source="upload",
+    )
+    received: list[str] = []
+    snapshot_sent, written, release = threading.Event(), threading.Event(), threading.Event()
+
+    def watch() -> None:
+        try:
+            for block in LevelStreamView()._changes([], -1, max_seconds=8):
+                received.append(block)
+                if block.startswith("id:") and "event: level\n" in block:
+                    snapshot_sent.set()
+        finally:
+            connection.close()
+
+    def slow_reservation() -> None:
+        try:
+            with transaction.atomic():
+                services.reserve_stock(transaction_id="slow-ham", items=[services.Item("ham", 2)])
+                written.set()  # its outbox rows have their ids; the commit waits
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    assert snapshot_sent.wait(timeout=30)
+    slow = threading.Thread(target=slow_reservation)
+    slow.start()
+    assert written.wait(timeout=30)
+    services.reserve_stock(transaction_id="quick-cheese", items=[services.Item("cheese", 3)])  # a higher id
+    time.sleep(2)  # the stream has sent cheese's change by now, ham's is not committed yet
+    changes_before = [b for b in received if "event: level_changed" in b]
+    release.set()
+    slow.join()
+    watcher.join()
+
+    changes = [b for b in received if "event: level_changed" in b]
+    assert len(changes_before) == 1 and '"sku":"cheese"' in changes_before[0]
+    assert len(changes) == 2, changes  # ham's change, committed later with a lower id, is not skipped
+    assert '"sku":"ham"' in changes[1] and '"available":"8.000"' in changes[1]

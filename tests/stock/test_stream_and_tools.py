@@ -78,7 +78,7 @@ def test_stream_sends_current_levels_then_replays_changes_after_last_event_id(ha
         (
             "level",
             {"sku": "ham", "on_hand": "9.000", "reserved": "2.000", "available": "7.000"},
-            str(selectors.latest_event_id()),
+            str(selectors.outbox_position().max_id),
         )
     ]
     resumed = client.get("/api/v1/stock/levels/stream", {"sku": "ham", "max_seconds": 1}, HTTP_LAST_EVENT_ID="0")
@@ -128,6 +128,26 @@ def test_a_stream_ends_after_stock_stream_seconds_whatever_the_client_asks(ham, 
     response = client.get("/api/v1/stock/levels/stream", {"sku": "ham", "max_seconds": 3600})
     assert [event for event, _, _ in read_events(response)] == ["level"]
     assert time.monotonic() - started < 30
+
+
+def position(at: float, max_id: int, xmin: int, xmax: int) -> selectors.OutboxPosition:
+    return selectors.OutboxPosition(at=at, max_id=max_id, xmin=xmin, xmax=xmax)
+
+
+def test_an_outbox_id_settles_only_when_every_transaction_running_around_it_has_ended():
+    # At t=0 ids up to 10 are visible and transaction 500 is still running (it may hold id 9, unseen).
+    frontier = stream._Frontier(position(0.0, 10, xmin=500, xmax=502))
+    assert frontier.settled == 0
+    assert frontier.observe(position(0.5, 14, xmin=500, xmax=503)) == 0  # 500 still running
+    assert frontier.observe(position(1.5, 20, xmin=500, xmax=505)) == 0
+    # 500 has ended, but 503 started before t=1.5 and may have taken its id before t=0.5: not yet.
+    assert frontier.observe(position(2.0, 21, xmin=503, xmax=506)) == 0
+    # Nothing that started before the position a margin after t=0.5 runs any more: up to id 14 is final.
+    assert frontier.observe(position(2.2, 21, xmin=505, xmax=506)) == 14
+    assert frontier.observe(position(2.6, 22, xmin=506, xmax=506)) == 20
+    assert frontier.history[0].max_id == 20  # older positions are dropped
+    # SQLite commits ids in order: whatever is visible is final.
+    assert stream._Frontier(selectors.OutboxPosition(at=0.0, max_id=7)).settled == 7
 
 
 def test_stockwatch_plots_levels(ham):
