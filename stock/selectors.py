@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+import json
+import re
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import BooleanField, DecimalField, ExpressionWrapper, F, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -99,47 +98,89 @@ def invariant_violations() -> list[str]:
     return problems
 
 
-def level_changes_since(after_id: int, skus: list[str] | None = None, page: int = 500) -> Iterator[dict]:
-    """Every visible ``stock.level_changed`` event after outbox id ``after_id`` (the live stream's feed), by id."""
+# The live stream reads level changes in commit order. Outbox ids are taken at write time, so on
+# PostgreSQL a change can commit after one with a higher id: reading "after the last id" would skip it.
+# Instead a stream keeps the database snapshot of its last read (``pg_current_snapshot()``, its
+# position token) and asks for the changes visible now that were not visible then; every row records
+# the top-level transaction that wrote it (``txid``, events migration 0004). Only transactions at or
+# above that snapshot's xmin can have committed since, so the partial index on ``txid`` (stock
+# migration 0006) bounds the read. SQLite runs one writer at a time, so there ids commit in order and
+# the token is the last id read.
+_SNAPSHOT = re.compile(r"^[0-9]{1,20}:[0-9]{1,20}:([0-9]{1,20}(,[0-9]{1,20})*)?$")
+LEVEL_CHANGED = "stock.level_changed"
+
+
+def level_stream_start(skus: list[str] | None = None) -> tuple[str, list]:
+    """The position token of now, and the levels (``stock_levels()``) exactly as of that position."""
     from supplychain.events.models import OutboxEvent
 
-    query = OutboxEvent.objects.filter(type="stock.level_changed")
+    levels = stock_levels()
     if skus:
-        query = query.filter(key__in=skus)
-    while True:
-        rows = list(query.filter(id__gt=after_id).order_by("id").values("id", "payload", "occurred_at")[:page])
-        yield from rows
-        if len(rows) < page:
-            return
-        after_id = rows[-1]["id"]
+        levels = levels.filter(sku__in=skus)
+    if connection.vendor != "postgresql":
+        with transaction.atomic():  # SQLite: one snapshot for both reads
+            last = OutboxEvent.objects.filter(type=LEVEL_CHANGED).order_by("-id").values_list("id", flat=True).first()
+            return str(last or 0), list(levels)
+    repeatable = not connection.in_atomic_block  # inside a caller's transaction its isolation stands
+    with transaction.atomic(), connection.cursor() as cursor:
+        if repeatable:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # both reads in one snapshot
+        cursor.execute("SELECT pg_current_snapshot()::text")
+        token = cursor.fetchone()[0]
+        return token, list(levels)
 
 
-@dataclass(frozen=True)
-class OutboxPosition:
-    """Where the outbox stood at one moment: its newest visible id and, on PostgreSQL, the snapshot's xid bounds.
+def valid_stream_token(token: str) -> bool:
+    """Whether ``token`` is a position this database's stream hands out (else a client starts afresh)."""
+    if connection.vendor != "postgresql":
+        return token.isdigit() and len(token) < 20
+    if not _SNAPSHOT.match(token):
+        return False
+    xmin, xmax, running = token.split(":")
+    xids = [int(xid) for xid in running.split(",") if xid]
+    low, high = int(xmin), int(xmax)
+    # What pg_snapshot accepts: 0 < xmin <= xmax, the running ones ascending within [xmin, xmax).
+    return 0 < low <= high < 2**63 and xids == sorted(set(xids)) and all(low <= xid < high for xid in xids)
 
-    ``xmin`` is the oldest transaction still running then, ``xmax`` the first one not yet started;
-    both ``None`` where writers run one at a time (SQLite), so ids are committed in order.
+
+def level_changes_since(token: str, skus: list[str] | None = None, most: int = 5000) -> tuple[list[dict], str]:
+    """The level changes committed after position ``token``, oldest first, and the position after them.
+
+    At most ``most`` changes; more raises ``StreamBehind`` (the client is better served by fresh levels).
     """
-
-    at: float
-    max_id: int
-    xmin: int | None = None
-    xmax: int | None = None
-
-
-def outbox_position() -> OutboxPosition:
-    """The outbox's newest visible id and the transactions in flight, read in one snapshot."""
     from supplychain.events.models import OutboxEvent
 
-    at = time.monotonic()
     if connection.vendor != "postgresql":
-        return OutboxPosition(at, OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0)
+        query = OutboxEvent.objects.filter(type=LEVEL_CHANGED, id__gt=int(token))
+        if skus:
+            query = query.filter(key__in=skus)
+        rows = list(query.order_by("id").values("id", "payload", "occurred_at")[: most + 1])
+        if len(rows) > most:
+            raise StreamBehind
+        return rows, str(rows[-1]["id"]) if rows else token
+    table = connection.ops.quote_name(OutboxEvent._meta.db_table)
+    sql = (
+        "SELECT snap.snapshot::text, o.id, o.payload, o.occurred_at"  # noqa: S608 (the table is a model's)
+        " FROM (SELECT pg_current_snapshot() AS snapshot) snap"
+        " LEFT JOIN LATERAL ("
+        f"  SELECT id, payload, occurred_at FROM {table}"
+        "   WHERE type = %s AND txid >= pg_snapshot_xmin(%s::pg_snapshot)"
+        "     AND NOT pg_visible_in_snapshot(txid, %s::pg_snapshot) AND (%s::text[] IS NULL OR key = ANY(%s))"
+        "   LIMIT %s"  # no ORDER BY here: a stale position must not sort its whole backlog to find it too long
+        " ) o ON true ORDER BY o.id"
+    )
     with connection.cursor() as cursor:
-        table = connection.ops.quote_name(OutboxEvent._meta.db_table)
-        cursor.execute(
-            f"SELECT (SELECT coalesce(max(id), 0) FROM {table}),"  # noqa: S608 (a model's table, not input)
-            " pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint FROM pg_current_snapshot() s"
-        )
-        max_id, xmin, xmax = cursor.fetchone()
-    return OutboxPosition(at, max_id, xmin, xmax)
+        cursor.execute(sql, [LEVEL_CHANGED, token, token, skus or None, skus or None, most + 1])
+        found = cursor.fetchall()
+    if len(found) > most:
+        raise StreamBehind
+    rows = [
+        {"id": event_id, "payload": json.loads(payload) if isinstance(payload, str) else payload, "occurred_at": at}
+        for _, event_id, payload, at in found
+        if event_id is not None
+    ]
+    return rows, found[0][0]
+
+
+class StreamBehind(Exception):
+    """More changes are waiting for a stream than it should replay one by one."""

@@ -1,11 +1,9 @@
 """The live stream of stock levels as Server-Sent Events (what the seed puts on a Kinesis stream).
 
 ``GET /api/v1/stock/levels/stream?sku=ham,mushroom`` sends the current levels, then every
-``stock.level_changed`` event as it is committed, read from the outbox. Ids are taken at write time, so
-events can commit out of id order; ``_Frontier`` knows up to which id everything is final, the stream
-re-reads above it and skips what it sent, and each event's SSE id is that final id: a client resuming
-with ``Last-Event-ID`` gets everything it missed (a few events may come twice; each carries the whole
-level).
+``stock.level_changed`` event as it is committed, read from the outbox in commit order (see
+``selectors.level_changes_since``). Each event's SSE id is the stream's position after it: a client
+resuming with ``Last-Event-ID`` gets exactly what committed since, nothing twice and nothing skipped.
 
 Each open stream holds one server thread, so a web process serves at most ``STOCK_STREAMS_PER_PROCESS``
 at once (the rest of its threads stay free for the API); one more gets a 503 with ``Retry-After``, or,
@@ -20,7 +18,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import deque
 from decimal import Decimal
 
 from django.conf import settings
@@ -35,7 +32,6 @@ from stock import selectors
 from supplychain.core.api.errors import error_body
 
 POLL_SECONDS = 0.5
-SETTLE_SECONDS = 1.0
 KEEPALIVE_SECONDS = 15
 RECONNECT_MILLISECONDS = 2000
 BUSY_RETRY_SECONDS = 5
@@ -140,9 +136,10 @@ class LevelStreamView(APIView):
             ),
             OpenApiParameter(
                 "Last-Event-ID",
-                int,
+                str,
                 location=OpenApiParameter.HEADER,
-                description="Resume after this event: what was committed since is sent first.",
+                description="Resume from this position (an event's id): what was committed since is sent first. "
+                "An unknown one starts afresh with the current levels.",
             ),
         ],
         responses={
@@ -157,15 +154,12 @@ class LevelStreamView(APIView):
             max_seconds = min(max(float(request.query_params.get("max_seconds", longest)), 1), longest)
         except ValueError:
             max_seconds = longest
-        try:
-            last_id = int(request.headers.get("Last-Event-ID", "") or -1)
-        except ValueError:
-            last_id = -1
+        token = request.headers.get("Last-Event-ID", "").strip() or None
         slot = slots.take()
         if slot is None:
             return self._busy(request)
         response = StreamingHttpResponse(
-            _Stream(self._events(skus, last_id, max_seconds, slot), slot), content_type="text/event-stream"
+            _Stream(self._events(skus, token, max_seconds, slot), slot), content_type="text/event-stream"
         )
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # let nginx pass events through at once
@@ -201,91 +195,48 @@ class LevelStreamView(APIView):
         busy["Retry-After"] = str(BUSY_RETRY_SECONDS)
         return busy
 
-    def _events(self, skus: list[str], last_id: int, max_seconds: float, slot: _Slot):
+    def _events(self, skus: list[str], token: str | None, max_seconds: float, slot: _Slot):
         # Django closes this thread's database connection when the response closes (request_finished).
         try:
             yield f"retry: {RECONNECT_MILLISECONDS}\n\n"
-            yield from self._changes(skus, last_id, max_seconds)
+            yield from self._changes(skus, token, max_seconds)
         finally:
             slot.release()
 
-    def _changes(self, skus: list[str], last_id: int, max_seconds: float):
-        frontier = _Frontier(selectors.outbox_position())
-        if last_id < 0:  # a new client: the current levels first, current as of every event up to their id
-            start = frontier.history[0]
-            give_up, quiet_since = time.monotonic() + max_seconds, time.monotonic()
-            while frontier.settled < start.max_id:  # until what was in flight when it came has ended
-                if time.monotonic() > give_up:
-                    return  # a transaction runs longer than this stream may: the client comes back later
-                if time.monotonic() - quiet_since > KEEPALIVE_SECONDS:
-                    yield ": waiting for transactions in flight\n\n"
-                    quiet_since = time.monotonic()
-                time.sleep(POLL_SECONDS)
-                frontier.observe(selectors.outbox_position())
-            last_id = start.max_id
-            levels = selectors.stock_levels()
-            if skus:
-                levels = levels.filter(sku__in=skus)
-            for ingredient in levels:
-                yield _sse(
-                    "level",
-                    {
-                        "sku": ingredient.sku,
-                        "on_hand": _quantity(ingredient.on_hand),
-                        "reserved": _quantity(ingredient.reserved),
-                        "available": _quantity(ingredient.available),
-                    },
-                    last_id,
-                )
-        low, sent = last_id, set()  # every event up to ``low`` is final and was sent; ``sent``: those above it
+    def _changes(self, skus: list[str], token: str | None, max_seconds: float):
         deadline = time.monotonic() + max_seconds
+        if token is None or not selectors.valid_stream_token(token):  # a new client: the current levels first
+            token, levels = selectors.level_stream_start(skus)
+            yield from self._levels(levels, token)
         quiet_since = time.monotonic()
         while time.monotonic() < deadline:
-            settled = frontier.observe(selectors.outbox_position())  # before reading: all up to it is in the read
-            changes = [change for change in selectors.level_changes_since(low, skus) if change["id"] not in sent]
+            try:
+                changes, token = selectors.level_changes_since(token, skus)
+            except selectors.StreamBehind:  # away too long: fresh levels beat a long replay
+                token, levels = selectors.level_stream_start(skus)
+                yield from self._levels(levels, token)
+                changes = []
             for n, change in enumerate(changes):
-                sent.add(change["id"])
-                token = max(low, settled) if n == len(changes) - 1 else low
-                yield _sse("level_changed", {**change["payload"], "at": change["occurred_at"].isoformat()}, token)
-            if settled > low:
-                low = settled
-                sent = {event_id for event_id in sent if event_id > low}
+                # The position comes after the last change of a read (resuming mid-read resends that read).
+                event_id = token if n == len(changes) - 1 else None
+                yield _sse("level_changed", {**change["payload"], "at": change["occurred_at"].isoformat()}, event_id)
             if changes:
                 quiet_since = time.monotonic()
             elif time.monotonic() - quiet_since > KEEPALIVE_SECONDS:
-                yield ": keep-alive\n\n"
+                yield f"id: {token}\n: keep-alive\n\n"
                 quiet_since = time.monotonic()
             time.sleep(POLL_SECONDS)
 
-
-class _Frontier:
-    """The outbox id up to which every event is final: committed (or rolled back), never to appear later.
-
-    Outbox ids are taken when a row is written, not when its transaction commits, so on PostgreSQL an
-    event can become visible after one with a higher id: a stream that only read "after the last id it
-    sent" would skip it. So the stream re-reads everything above the settled id and skips what it sent.
-    An id is settled once every transaction that was running when it was the newest has ended: the
-    positions seen at least ``SETTLE_SECONDS`` later started no transaction the current one still waits
-    for (``xmax`` ≤ now's ``xmin``). The margin covers a writer that took its id just before a position
-    and its transaction id just after. Where writers run one at a time (SQLite) ids commit in order.
-    """
-
-    def __init__(self, start: selectors.OutboxPosition):
-        self.history = deque([start])
-        self.settled = start.max_id if start.xmin is None else 0
-
-    def observe(self, now: selectors.OutboxPosition) -> int:
-        if now.xmin is None:
-            self.settled = max(self.settled, now.max_id)
-            return self.settled
-        self.history.append(now)
-        positions = list(self.history)
-        for index in range(len(positions) - 1, -1, -1):
-            candidate = positions[index]
-            later = next((p for p in positions[index + 1 :] if p.at >= candidate.at + SETTLE_SECONDS), None)
-            if later is not None and later.xmax <= now.xmin:
-                self.settled = max(self.settled, candidate.max_id)
-                for _ in range(index):
-                    self.history.popleft()
-                break
-        return self.settled
+    @staticmethod
+    def _levels(levels, token: str):
+        for ingredient in levels:
+            yield _sse(
+                "level",
+                {
+                    "sku": ingredient.sku,
+                    "on_hand": _quantity(ingredient.on_hand),
+                    "reserved": _quantity(ingredient.reserved),
+                    "available": _quantity(ingredient.available),
+                },
+                token,
+            )

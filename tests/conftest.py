@@ -8,17 +8,43 @@ the summary says which servers the integration tier ran against.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 import redis
 from django.conf import settings
+from django.core.management.base import CommandError
 from django.db import connection
+from django.test import TransactionTestCase
 
 from tests.processes import ManagedProcess, celery_argv, worker_ready
 
 SERVERS: dict[str, str] = {}
+
+
+def _flush_retrying_deadlocks(original):
+    """A transactional test ends by flushing the database (TRUNCATE of every table, one lock at a time).
+
+    The session's live Celery worker may be relaying or delivering that test's events meanwhile; when
+    PostgreSQL breaks the resulting lock cycle by aborting the flush rather than the worker's transaction,
+    the flush is simply tried again (the worker's side has been rolled back or has finished by then).
+    """
+
+    def teardown(self):
+        for attempt in range(1, 6):
+            try:
+                return original(self)
+            except CommandError as exc:
+                if attempt == 5 or "deadlock detected" not in str(exc.__cause__):
+                    raise
+                time.sleep(0.2 * attempt)
+
+    return teardown
+
+
+TransactionTestCase._fixture_teardown = _flush_retrying_deadlocks(TransactionTestCase._fixture_teardown)
 OUTCOMES = {"passed": 0, "failed": 0, "skipped": 0}
 
 

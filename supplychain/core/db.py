@@ -101,6 +101,16 @@ def copy_insert(model: type[models.Model], instances: Sequence[models.Model], fi
     copy_rows(model, fields, ([getattr(instance, name) for name in attnames] for instance in instances))
 
 
+def on_postgresql(sql: str):
+    """A ``RunPython`` step that executes ``sql`` on PostgreSQL and does nothing elsewhere (SQLite)."""
+
+    def run(apps, schema_editor):
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(sql)
+
+    return run
+
+
 class ConnectionWorker:
     """One background thread that works on the caller's database connection, inside its transaction.
 

@@ -113,7 +113,7 @@ def test_an_event_committed_after_one_with_a_higher_id_still_reaches_the_stream(
 
     def watch() -> None:
         try:
-            for block in LevelStreamView()._changes([], -1, max_seconds=8):
+            for block in LevelStreamView()._changes([], None, max_seconds=8):
                 received.append(block)
                 if block.startswith("id:") and "event: level\n" in block:
                     snapshot_sent.set()
@@ -131,18 +131,91 @@ def test_an_event_committed_after_one_with_a_higher_id_still_reaches_the_stream(
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    assert snapshot_sent.wait(timeout=30)
     slow = threading.Thread(target=slow_reservation)
-    slow.start()
-    assert written.wait(timeout=30)
-    services.reserve_stock(transaction_id="quick-cheese", items=[services.Item("cheese", 3)])  # a higher id
-    time.sleep(2)  # the stream has sent cheese's change by now, ham's is not committed yet
-    changes_before = [b for b in received if "event: level_changed" in b]
-    release.set()
-    slow.join()
-    watcher.join()
+    try:
+        assert snapshot_sent.wait(timeout=30)
+        slow.start()
+        assert written.wait(timeout=30)
+        services.reserve_stock(transaction_id="quick-cheese", items=[services.Item("cheese", 3)])  # a higher id
+        time.sleep(2)  # the stream has sent cheese's change by now, ham's is not committed yet
+        changes_before = [b for b in received if "event: level_changed" in b]
+    finally:
+        release.set()
+        if slow.is_alive():
+            slow.join()
+        watcher.join()
 
     changes = [b for b in received if "event: level_changed" in b]
     assert len(changes_before) == 1 and '"sku":"cheese"' in changes_before[0]
     assert len(changes) == 2, changes  # ham's change, committed later with a lower id, is not skipped
     assert '"sku":"ham"' in changes[1] and '"available":"8.000"' in changes[1]
+
+
+def test_a_later_transaction_with_a_lower_outbox_id_is_not_skipped_on_a_quiet_database(real_services):
+    """The older transaction (lower xid) writes the higher outbox id and commits first; nothing else runs."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from stock.stream import LevelStreamView
+
+    best_before = (timezone.localdate() + timedelta(days=5)).isoformat()
+    for sku in ("ham", "cheese"):
+        IngredientFactory(sku=sku)
+    services.ingest_receipt(
+        key="quiet.csv",
+        open_stream=csv_opener(f"sku,quantity,best_before\nham,10,{best_before}\ncheese,10,{best_before}\n"),
+        source="upload",
+    )
+    received: list[str] = []
+    snapshot_sent = threading.Event()
+    a_has_xid, b_written, a_go, b_go = (threading.Event() for _ in range(4))
+
+    def watch() -> None:
+        try:
+            for block in LevelStreamView()._changes([], None, max_seconds=9):
+                received.append(block)
+                snapshot_sent.set()
+        finally:
+            connection.close()
+
+    def older() -> None:  # takes its transaction id first, writes cheese later
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT pg_current_xact_id()")
+                a_has_xid.set()
+                a_go.wait(timeout=30)
+                services.reserve_stock(transaction_id="older-cheese", items=[services.Item("cheese", 1)])
+        finally:
+            connection.close()
+
+    def younger() -> None:  # a higher transaction id, a lower outbox id, committed last
+        try:
+            with transaction.atomic():
+                services.reserve_stock(transaction_id="younger-ham", items=[services.Item("ham", 4)])
+                b_written.set()
+                b_go.wait(timeout=30)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=f) for f in (watch, older, younger)]
+    threads[0].start()
+    try:
+        assert snapshot_sent.wait(timeout=30)
+        threads[1].start()
+        assert a_has_xid.wait(timeout=30)
+        threads[2].start()
+        assert b_written.wait(timeout=30)
+        a_go.set()
+        threads[1].join()  # cheese committed: a higher outbox id than ham's, which is still open
+        time.sleep(3)  # a quiet database: no other transaction ends meanwhile
+    finally:
+        a_go.set()
+        b_go.set()
+        for thread in threads:
+            if thread.is_alive() or thread.ident:
+                thread.join()
+    changes = [b for b in received if "event: level_changed" in b]
+    assert len(changes) == 2, changes
+    assert '"sku":"cheese"' in changes[0] and '"sku":"ham"' in changes[1]
+    assert '"available":"6.000"' in changes[1]

@@ -66,24 +66,26 @@ def parse_events(text: str) -> list[tuple[str, dict, str | None]]:
     return events
 
 
-def test_stream_sends_current_levels_then_replays_changes_after_last_event_id(ham):
+@pytest.mark.django_db(transaction=True)  # the stream reads what has committed, as in production
+def test_stream_sends_current_levels_then_what_committed_after_their_position(ham):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {bootstrap(demo=False).api_token}")
     fresh = client.get("/api/v1/stock/levels/stream", {"sku": "ham", "max_seconds": 1})
     assert fresh["Content-Type"] == "text/event-stream"
     content = b"".join(fresh.streaming_content).decode()
     assert content.startswith("retry: ")  # an EventSource reconnects by itself when the stream ends
-    # The snapshot carries the id it is current at, so a reconnect resumes right after it.
-    assert parse_events(content) == [
-        (
-            "level",
-            {"sku": "ham", "on_hand": "9.000", "reserved": "2.000", "available": "7.000"},
-            str(selectors.outbox_position().max_id),
-        )
-    ]
-    resumed = client.get("/api/v1/stock/levels/stream", {"sku": "ham", "max_seconds": 1}, HTTP_LAST_EVENT_ID="0")
-    changes = [(event, data["on_hand"], data["reserved"]) for event, data, _ in read_events(resumed)]
-    assert changes == [("level_changed", "9.000", "0.000"), ("level_changed", "9.000", "2.000")]
+    [(event, data, position)] = parse_events(content)
+    assert (event, data) == ("level", {"sku": "ham", "on_hand": "9.000", "reserved": "2.000", "available": "7.000"})
+    assert selectors.valid_stream_token(position)
+
+    services.reserve_stock(transaction_id="later", items=[services.Item("ham", 3)])
+    services.release_reservation(transaction_id="t")
+    resumed = client.get("/api/v1/stock/levels/stream", {"sku": "ham", "max_seconds": 1}, HTTP_LAST_EVENT_ID=position)
+    changes = [(event, data["reserved"]) for event, data, _ in read_events(resumed)]
+    assert changes == [("level_changed", "5.000"), ("level_changed", "3.000")]  # no levels again, nothing twice
+    unknown = client.get("/api/v1/stock/levels/stream", {"sku": "ham", "max_seconds": 1}, HTTP_LAST_EVENT_ID="x:y")
+    assert [(event, data["reserved"]) for event, data, _ in read_events(unknown)] == [("level", "3.000")]
+
     assert APIClient().get("/api/v1/stock/levels/stream").status_code == 401
     # What a browser's EventSource sends is accepted (an unauthenticated one still gets its 401).
     browser = client.get("/api/v1/stock/levels/stream", {"max_seconds": 1}, HTTP_ACCEPT="text/event-stream")
@@ -93,6 +95,7 @@ def test_stream_sends_current_levels_then_replays_changes_after_last_event_id(ha
     assert anonymous.status_code == 401
 
 
+@pytest.mark.django_db(transaction=True)
 def test_streams_per_process_are_limited_and_each_slot_comes_back_when_its_response_closes(ham, settings):
     settings.STOCK_STREAMS_PER_PROCESS = 2
     client = APIClient()
@@ -120,6 +123,7 @@ def test_streams_per_process_are_limited_and_each_slot_comes_back_when_its_respo
     assert stream.slots.open == 0
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_stream_ends_after_stock_stream_seconds_whatever_the_client_asks(ham, settings):
     settings.STOCK_STREAM_SECONDS = 1
     client = APIClient()
@@ -128,26 +132,6 @@ def test_a_stream_ends_after_stock_stream_seconds_whatever_the_client_asks(ham, 
     response = client.get("/api/v1/stock/levels/stream", {"sku": "ham", "max_seconds": 3600})
     assert [event for event, _, _ in read_events(response)] == ["level"]
     assert time.monotonic() - started < 30
-
-
-def position(at: float, max_id: int, xmin: int, xmax: int) -> selectors.OutboxPosition:
-    return selectors.OutboxPosition(at=at, max_id=max_id, xmin=xmin, xmax=xmax)
-
-
-def test_an_outbox_id_settles_only_when_every_transaction_running_around_it_has_ended():
-    # At t=0 ids up to 10 are visible and transaction 500 is still running (it may hold id 9, unseen).
-    frontier = stream._Frontier(position(0.0, 10, xmin=500, xmax=502))
-    assert frontier.settled == 0
-    assert frontier.observe(position(0.5, 14, xmin=500, xmax=503)) == 0  # 500 still running
-    assert frontier.observe(position(1.5, 20, xmin=500, xmax=505)) == 0
-    # 500 has ended, but 503 started before t=1.5 and may have taken its id before t=0.5: not yet.
-    assert frontier.observe(position(2.0, 21, xmin=503, xmax=506)) == 0
-    # Nothing that started before the position a margin after t=0.5 runs any more: up to id 14 is final.
-    assert frontier.observe(position(2.2, 21, xmin=505, xmax=506)) == 14
-    assert frontier.observe(position(2.6, 22, xmin=506, xmax=506)) == 20
-    assert frontier.history[0].max_id == 20  # older positions are dropped
-    # SQLite commits ids in order: whatever is visible is final.
-    assert stream._Frontier(selectors.OutboxPosition(at=0.0, max_id=7)).settled == 7
 
 
 def test_stockwatch_plots_levels(ham):
