@@ -6,14 +6,17 @@ its threads; a client that goes away gives its slot back; a client that comes ba
 """
 
 import sys
+import threading
 import time
 from datetime import timedelta
 
 import pytest
 import requests
+from django.db import connection, transaction
 from django.utils import timezone
 
 from stock import services
+from stock.stream import LevelStreamView
 from supplychain.core.bootstrap import bootstrap
 from tests.processes import free_port, running, wait_for
 from tests.stock.factories import IngredientFactory, csv_opener
@@ -92,22 +95,20 @@ def test_streams_take_limited_threads_free_their_slot_on_disconnect_and_resume(r
         assert f'"available":"{100 - reserved}.000"' in resumed.text
 
 
-def test_an_event_committed_after_one_with_a_higher_id_still_reaches_the_stream(real_services):
-    """A reservation holds its outbox id while a later one commits first: the stream sends both, each once."""
-    import threading
-
-    from django.db import connection, transaction
-
-    from stock.stream import LevelStreamView
-
+def ham_and_cheese_in_stock() -> None:
     best_before = (timezone.localdate() + timedelta(days=5)).isoformat()
     for sku in ("ham", "cheese"):
         IngredientFactory(sku=sku)
     services.ingest_receipt(
-        key="gap.csv",
+        key="ham-and-cheese.csv",
         open_stream=csv_opener(f"sku,quantity,best_before\nham,10,{best_before}\ncheese,10,{best_before}\n"),
         source="upload",
     )
+
+
+def test_an_event_committed_after_one_with_a_higher_id_still_reaches_the_stream(real_services):
+    """A reservation holds its outbox id while a later one commits first: the stream sends both, each once."""
+    ham_and_cheese_in_stock()
     received: list[str] = []
     snapshot_sent, written, release = threading.Event(), threading.Event(), threading.Event()
 
@@ -153,20 +154,7 @@ def test_an_event_committed_after_one_with_a_higher_id_still_reaches_the_stream(
 
 def test_a_later_transaction_with_a_lower_outbox_id_is_not_skipped_on_a_quiet_database(real_services):
     """The older transaction (lower xid) writes the higher outbox id and commits first; nothing else runs."""
-    import threading
-
-    from django.db import connection, transaction
-
-    from stock.stream import LevelStreamView
-
-    best_before = (timezone.localdate() + timedelta(days=5)).isoformat()
-    for sku in ("ham", "cheese"):
-        IngredientFactory(sku=sku)
-    services.ingest_receipt(
-        key="quiet.csv",
-        open_stream=csv_opener(f"sku,quantity,best_before\nham,10,{best_before}\ncheese,10,{best_before}\n"),
-        source="upload",
-    )
+    ham_and_cheese_in_stock()
     received: list[str] = []
     snapshot_sent = threading.Event()
     a_has_xid, b_written, a_go, b_go = (threading.Event() for _ in range(4))
