@@ -8,9 +8,9 @@ resuming with ``Last-Event-ID`` gets exactly what committed since, nothing twice
 Each open stream holds one server thread, so a web process serves at most ``STOCK_STREAMS_PER_PROCESS``
 at once (the rest of its threads stay free for the API); one more gets a 503 with ``Retry-After``, or,
 when it is a browser's EventSource (``Accept: text/event-stream``), an empty stream with a ``retry`` hint.
-A stream ends after ``STOCK_STREAM_SECONDS``: every event carries its id and the stream starts with a
-``retry`` hint, so an ``EventSource`` reconnects by itself and resumes exactly where it stopped, while
-the slot goes back to the pool and a load balancer can move the client.
+A stream ends after ``STOCK_STREAM_SECONDS``: the last event of each read carries the position and the
+stream starts with a ``retry`` hint, so an ``EventSource`` reconnects by itself and resumes where it
+stopped, while the slot goes back to the pool and a load balancer can move the client.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _quantity(value) -> str:
     return format(Decimal(value), ".3f")
 
 
-def _sse(event: str, data: dict, event_id: int | None = None) -> str:
+def _sse(event: str, data: dict, event_id: str | None = None) -> str:
     head = f"id: {event_id}\n" if event_id is not None else ""
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
