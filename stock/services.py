@@ -843,7 +843,7 @@ def _ingest_new(key, open_stream, source, progress) -> ReceiptOutcome:
         reader = csv.reader(text)
         header = _read_header(reader, state)
         if header is not None:
-            _ingest_rows(receipt, _parse_rows(reader, header, default_lot, state, set()), state, deltas, progress)
+            _ingest_rows(receipt, _parse_rows(reader, header, default_lot, state), state, deltas, progress)
         for _ in iter(lambda: hashing.read(1 << 20), b""):
             pass  # hash the rest even if the header was bad
     receipt.sha256 = hashing.sha256.hexdigest()
@@ -884,18 +884,20 @@ def _ingest_rows(receipt: Receipt, rows: Iterator[tuple], state: _Progress, delt
     """
     written = _Progress()  # the writer's own tally: rows ingested, rows the database refused
     known = _Known()
+
+    def written_down(pending) -> None:
+        pending.result()
+        if progress:
+            progress(state.rows, written.ingested)
+
     pending = None
     with ConnectionWorker() as writer:
         for chunk in _chunks(rows, CHUNK_ROWS):
             if pending is not None:
-                pending.result()
-                if progress:
-                    progress(state.rows, written.ingested)
+                written_down(pending)
             pending = writer.submit(_ingest_chunk, receipt, chunk, written, deltas, known)
         if pending is not None:
-            pending.result()
-            if progress:
-                progress(state.rows, written.ingested)
+            written_down(pending)
     state.absorb(written)
 
 
@@ -946,9 +948,10 @@ def _records(reader, state: _Progress) -> Iterator[tuple[int, list[str]]]:
             return
 
 
-def _parse_rows(reader, header, default_lot, state: _Progress, seen_lots) -> Iterator[tuple]:
+def _parse_rows(reader, header, default_lot, state: _Progress) -> Iterator[tuple]:
     """Good rows as ``(line, sku, quantity, best_before, lot, supplier)``; each bad one reported once."""
     today = timezone.localdate()
+    seen_lots: set[tuple[str, str]] = set()
     width = len(header)
     at_sku, at_quantity, at_best_before = header["sku"], header["quantity"], header["best_before"]
     at_lot, at_supplier = header.get("lot"), header.get("supplier")

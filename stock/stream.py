@@ -205,17 +205,18 @@ class LevelStreamView(APIView):
 
     def _changes(self, skus: list[str], token: str | None, max_seconds: float):
         deadline = time.monotonic() + max_seconds
-        if token is None or not selectors.valid_stream_token(token):  # a new client: the current levels first
-            token, levels = selectors.level_stream_start(skus)
-            yield from self._levels(levels, token)
+        if token is not None and not selectors.valid_stream_token(token):
+            token = None
         quiet_since = time.monotonic()
         while time.monotonic() < deadline:
+            if token is None:  # a new client, or one too far behind: the current levels first
+                token, levels = selectors.level_stream_start(skus)
+                yield from self._levels(levels, token)
             try:
                 changes, token = selectors.level_changes_since(token, skus)
             except selectors.StreamBehind:  # away too long: fresh levels beat a long replay
-                token, levels = selectors.level_stream_start(skus)
-                yield from self._levels(levels, token)
-                changes = []
+                token = None
+                continue
             for n, change in enumerate(changes):
                 # The position comes after the last change of a read (resuming mid-read resends that read).
                 event_id = token if n == len(changes) - 1 else None

@@ -96,6 +96,18 @@ def test_stream_sends_current_levels_then_what_committed_after_their_position(ha
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_position_with_more_changes_waiting_than_a_replay_should_carry_is_refused(ham):
+    position, _ = selectors.level_stream_start(["ham"])
+    for n in range(3):
+        services.reserve_stock(transaction_id=f"many-{n}", items=[services.Item("ham", 1)])
+    with pytest.raises(selectors.StreamBehind):
+        selectors.level_changes_since(position, ["ham"], most=2)
+    changes, after = selectors.level_changes_since(position, ["ham"], most=3)
+    assert [change["payload"]["reserved"] for change in changes] == ["3.000", "4.000", "5.000"]
+    assert selectors.level_changes_since(after, ["ham"])[0] == []  # nothing twice
+
+
+@pytest.mark.django_db(transaction=True)
 def test_streams_per_process_are_limited_and_each_slot_comes_back_when_its_response_closes(ham, settings):
     settings.STOCK_STREAMS_PER_PROCESS = 2
     client = APIClient()

@@ -2,6 +2,8 @@
 
 from django.db import migrations
 
+from supplychain.core.db import on_postgresql
+
 CREATE = """
 CREATE OR REPLACE FUNCTION events_audit_immutable() RETURNS trigger AS $$
 BEGIN
@@ -17,16 +19,6 @@ DROP FUNCTION IF EXISTS events_audit_immutable();
 """
 
 
-def forwards(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(CREATE)
-
-
-def backwards(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(DROP)
-
-
 class Migration(migrations.Migration):
     dependencies = [("events", "0001_initial")]
-    operations = [migrations.RunPython(forwards, backwards)]
+    operations = [migrations.RunPython(on_postgresql(CREATE), on_postgresql(DROP))]
