@@ -1,6 +1,6 @@
 -- stock_close: commit (consume) or release a reservation in one round trip (PostgreSQL).
 --
--- The same business rules as stock.services._commit_in_python / _release_in_python (the path SQLite
+-- The same business rules as stock.services.reservations._commit_in_python / _release_in_python (the path SQLite
 -- takes), kept equal by tests/stock/test_reserve_paths.py: the reservation's level rows locked in
 -- ascending ingredient order, then the reservation itself; each open allocation's batch updated
 -- (commit: remaining and reserved down, depleted at zero; release: reserved down), one ledger row

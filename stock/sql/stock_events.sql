@@ -1,7 +1,7 @@
 -- Helpers shared by stock_reserve and stock_close (PostgreSQL): the level rule and the event writes.
 --
 -- stock_move_levels: add the per-ingredient deltas to the (already locked) level rows and return the
--- events their change causes, as stock.services.LevelBook.save does: stock.level_changed for every
+-- events their change causes, as stock.services.levels.LevelBook.save does: stock.level_changed for every
 -- changed level, then stock.low when available crosses the threshold downwards; ordered by ingredient.
 CREATE OR REPLACE FUNCTION stock_move_levels(
     p_ingredients bigint[],

@@ -1,6 +1,6 @@
 -- stock_reserve: an all-or-nothing FEFO reservation in one round trip (PostgreSQL).
 --
--- The same business rules as stock.services._reserve_in_python (the path SQLite takes), kept equal by
+-- The same business rules as stock.services.reservations._reserve_in_python (the path SQLite takes), kept equal by
 -- tests/stock/test_reserve_paths.py: replay by transaction id, unknown skus, level rows locked in
 -- ascending ingredient order, first-expiring batches first and never one expiring before
 -- p_not_before, the reservation with its stored answer, batches, allocations, ledger rows, levels,

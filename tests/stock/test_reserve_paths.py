@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from stock import selectors, services
 from stock.models import Allocation, Batch, Movement, Reservation, StockLevel
-from stock.services import Item
+from stock.services import Item, reservations
 from supplychain.events import registry
 from supplychain.events.models import AuditEntry, OutboxEvent
 from tests.stock.factories import IngredientFactory, csv_opener
@@ -145,15 +145,15 @@ def snapshot(answers: list) -> dict:
 
 def close_in_python(transaction_id: str, status: str, note: str) -> Reservation:
     if status == Reservation.Status.COMMITTED:
-        return services._commit_in_python(transaction_id)
-    return services._release_in_python(transaction_id, note)
+        return reservations._commit_in_python(transaction_id)
+    return reservations._release_in_python(transaction_id, note)
 
 
 def run(monkeypatch, path: str) -> dict:
     with monkeypatch.context() as patch:
         if path == "python":
-            patch.setattr(services, "_reserve_in_database", services._reserve_in_python)
-            patch.setattr(services, "_close_in_database", close_in_python)
+            patch.setattr(reservations, "_reserve_in_database", reservations._reserve_in_python)
+            patch.setattr(reservations, "_close_in_database", close_in_python)
         try:
             with transaction.atomic():
                 found = snapshot(scenario())
@@ -218,7 +218,7 @@ def test_the_database_function_refuses_a_repeated_sku_itself():
 def test_commit_after_expiry_moved_an_allocation_onto_a_batch_already_held(monkeypatch, path):
     """Two allocations on one batch: committing takes both from it and marks it depleted, on both paths."""
     if path == "python":
-        monkeypatch.setattr(services, "_close_in_database", close_in_python)
+        monkeypatch.setattr(reservations, "_close_in_database", close_in_python)
     IngredientFactory(sku="ham")
     services.ingest_receipt(
         key="twice.csv",

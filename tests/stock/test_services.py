@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from stock import selectors, services
 from stock.models import Batch, Movement, Receipt, Reservation, StockLevel
-from stock.services import Item
+from stock.services import Item, receipts
 from supplychain.events.models import OutboxEvent
 from tests.stock.factories import IngredientFactory, csv_opener
 
@@ -127,7 +127,7 @@ def test_a_csv_syntax_error_ends_the_file_there_keeping_the_rows_before_it():
 
 
 def test_chunks_written_while_the_next_is_parsed_keep_file_order_and_report_errors_in_line_order(monkeypatch):
-    monkeypatch.setattr(services, "CHUNK_ROWS", 3)  # 11 rows: four chunks, three of them overlapping a parse
+    monkeypatch.setattr(receipts, "CHUNK_ROWS", 3)  # 11 rows: four chunks, three of them overlapping a parse
     IngredientFactory(sku="ham")
     IngredientFactory(sku="mushroom")
     lines = ["sku,quantity,best_before,lot,supplier"]
@@ -159,10 +159,10 @@ def test_chunks_written_while_the_next_is_parsed_keep_file_order_and_report_erro
 
 
 def test_a_failing_write_rolls_the_whole_receipt_back(monkeypatch):
-    monkeypatch.setattr(services, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(receipts, "CHUNK_ROWS", 2)
     IngredientFactory(sku="ham")
     written = []
-    real_chunk = services._ingest_chunk
+    real_chunk = receipts._ingest_chunk
 
     def failing_second_chunk(receipt, rows, *args):
         if written:
@@ -170,12 +170,12 @@ def test_a_failing_write_rolls_the_whole_receipt_back(monkeypatch):
         written.append(rows)
         return real_chunk(receipt, rows, *args)
 
-    monkeypatch.setattr(services, "_ingest_chunk", failing_second_chunk)
+    monkeypatch.setattr(receipts, "_ingest_chunk", failing_second_chunk)
     text = "sku,quantity,best_before,lot\n" + "".join(f"ham,1,{day(3)},L{n}\n" for n in range(6))
     with pytest.raises(RuntimeError, match="disk full"):
         receive("drop/failing.csv", text)
     assert (Receipt.objects.count(), Batch.objects.count(), Movement.objects.count()) == (0, 0, 0)
-    monkeypatch.setattr(services, "_ingest_chunk", real_chunk)
+    monkeypatch.setattr(receipts, "_ingest_chunk", real_chunk)
     assert receive("drop/failing.csv", text).receipt.rows_ingested == 6  # nothing half-done holds the key
 
 
