@@ -35,3 +35,8 @@ class ReservationClosed(Conflict):
 class ReceiptConflict(Conflict):
     type = "receipt_conflict"
     title = "A different file was already received under this key."
+
+
+class TransactionIdRepeated(Unprocessable):
+    type = "transaction_id_repeated"
+    title = "This transaction id appears more than once in the group."

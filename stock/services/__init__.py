@@ -11,6 +11,7 @@ from stock.errors import (
     ReceiptConflict,
     ReservationClosed,
     ReservationNotFound,
+    TransactionIdRepeated,
     TransactionIdReused,
     UnknownSku,
 )
@@ -28,18 +29,23 @@ from stock.services.receipts import (
     queue_notified_receipts,
 )
 from stock.services.reservations import (
+    GROUP_LIMIT,
     RESERVE_EVENT_TYPES,
     Item,
+    ReservationRequest,
+    ReservationResult,
     commit_reservation,
     release_expired_holds,
     release_reservation,
     reservation_document,
+    reserve_many,
     reserve_stock,
 )
 
 __all__ = [
     "BATCH_FIELDS",
     "CHUNK_ROWS",
+    "GROUP_LIMIT",
     "MAX_REPORTED_ERRORS",
     "MILLI",
     "OPTIONAL_COLUMNS",
@@ -53,6 +59,9 @@ __all__ = [
     "ReceiptOutcome",
     "ReservationClosed",
     "ReservationNotFound",
+    "ReservationRequest",
+    "ReservationResult",
+    "TransactionIdRepeated",
     "TransactionIdReused",
     "UnknownSku",
     "commit_reservation",
@@ -66,5 +75,6 @@ __all__ = [
     "release_expired_holds",
     "release_reservation",
     "reservation_document",
+    "reserve_many",
     "reserve_stock",
 ]
