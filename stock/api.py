@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from stock import selectors, services
 from stock.models import Batch, Ingredient, Receipt, Reservation
-from supplychain.core.api.errors import STANDARD_ERRORS, ErrorSerializer, error_response
+from supplychain.core.api.errors import STANDARD_ERRORS, ErrorSerializer, domain_error_body, error_response
 from supplychain.core.api.permissions import ModelPermissions, require
 
 QUANTITY = {"max_digits": 14, "decimal_places": 3}
@@ -220,6 +220,21 @@ class ReservationInput(serializers.Serializer):
     )
 
 
+class BulkReservationInput(serializers.Serializer):
+    reservations = ReservationInput(many=True, allow_empty=False, max_length=services.GROUP_LIMIT)
+
+
+class BulkResult(serializers.Serializer):
+    transaction_id = serializers.CharField()
+    status = serializers.ChoiceField(["reserved", "rejected", "replayed", "refused"])
+    http_status = serializers.IntegerField(help_text="What the single endpoint would have answered.")
+    body = serializers.DictField(help_text="The single endpoint's body for that status.")
+
+
+class BulkOutput(serializers.Serializer):
+    results = BulkResult(many=True)
+
+
 RESERVED_EXAMPLE = {
     "transaction_id": "abc123",
     "status": "reserved",
@@ -292,6 +307,87 @@ class ReservationViewSet(viewsets.GenericViewSet):
             hold_seconds=values.get("hold_seconds"),
         )
         return Response(reservation.response, status=reservation.response_status)
+
+    @extend_schema(
+        summary="Reserve many requests in one transaction, each all or nothing (up to 1,000)",
+        description=(
+            "Each element is a request of the single endpoint, reserved in the order given; one result per "
+            "element, in order, with the status and body the single endpoint would have answered. A rejected "
+            "or refused element never undoes the others. A malformed element refuses the whole call (400, "
+            "the element named by its index, e.g. `reservations.3.items.0.sku`) before anything is written."
+        ),
+        request=BulkReservationInput,
+        responses={200: BulkOutput, **STANDARD_ERRORS},
+        examples=[
+            OpenApiExample(
+                "reserve many",
+                request_only=True,
+                value={
+                    "reservations": [
+                        {"transaction_id": "order-1001", "items": [{"sku": "ham", "quantity": 2}]},
+                        {"transaction_id": "order-1002", "items": [{"sku": "ham", "quantity": 1}], "hold_seconds": 600},
+                    ]
+                },
+            ),
+            OpenApiExample(
+                "results",
+                response_only=True,
+                status_codes=["200"],
+                value={
+                    "results": [
+                        {
+                            "transaction_id": "abc123",
+                            "status": "reserved",
+                            "http_status": 201,
+                            "body": RESERVED_EXAMPLE,
+                        },
+                        {
+                            "transaction_id": "order-1002",
+                            "status": "refused",
+                            "http_status": 422,
+                            "body": {
+                                "type": "transaction_id_reused",
+                                "title": "This transaction id was used with a different request.",
+                                "status": 422,
+                                "detail": "Transaction order-1002 was already used with a different request.",
+                                "errors": {"transaction_id": ["Already used with a different body."]},
+                                "correlation_id": "3f2b0c8e9d7a4e5f8a1b2c3d4e5f6a7b",
+                            },
+                        },
+                    ]
+                },
+            ),
+        ],
+    )
+    @action(detail=False, methods=["post"])
+    def bulk(self, request, version="v1"):
+        require(request, "stock.add_reservation")
+        data = BulkReservationInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        results = services.reserve_many(
+            requests=[
+                services.ReservationRequest(
+                    values["transaction_id"],
+                    [services.Item(item["sku"], item["quantity"]) for item in values["items"]],
+                    values.get("needed_by"),
+                    values.get("hold_seconds"),
+                )
+                for values in data.validated_data["reservations"]
+            ]
+        )
+        return Response(
+            {
+                "results": [
+                    {
+                        "transaction_id": result.transaction_id,
+                        "status": result.status,
+                        "http_status": result.http_status,
+                        "body": domain_error_body(result.error) if result.error else result.reservation.response,
+                    }
+                    for result in results
+                ]
+            }
+        )
 
     @extend_schema(summary="A reservation and its batches, lots, suppliers and best-before dates")
     def retrieve(self, request, transaction_id=None, version="v1"):

@@ -41,6 +41,9 @@ def flatten_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     if isinstance(detail, dict):
         for key, value in detail.items():
+            if key == "non_field_errors" and prefix:  # a nested serializer's own error belongs to its field
+                out.update(flatten_errors(value, prefix))
+                continue
             out.update(flatten_errors(value, f"{prefix}.{key}" if prefix else str(key)))
     elif isinstance(detail, list) and detail and all(isinstance(item, str) for item in detail):
         out.setdefault(prefix or "non_field_errors", []).extend(str(item) for item in detail)
@@ -66,15 +69,17 @@ def error_body(*, type: str, status: int, detail: str, title: str | None = None,
     return body
 
 
+def domain_error_body(exc: DomainError) -> dict:
+    """A domain error in the one shape (also for answers inside a bulk response)."""
+    return error_body(
+        type=exc.type, title=exc.title, status=exc.status, detail=exc.detail, errors=exc.errors, **exc.extra
+    )
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF exception handler: every known error becomes the one shape; unknown ones stay 500s."""
     if isinstance(exc, DomainError):
-        return Response(
-            error_body(
-                type=exc.type, title=exc.title, status=exc.status, detail=exc.detail, errors=exc.errors, **exc.extra
-            ),
-            status=exc.status,
-        )
+        return Response(domain_error_body(exc), status=exc.status)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -1,0 +1,104 @@
+"""The bulk reservation endpoint: one result per element, in order, as the single endpoint would answer."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from stock import services
+from stock.models import Reservation
+from supplychain.core.bootstrap import bootstrap
+from tests.stock.factories import IngredientFactory, csv_opener
+
+pytestmark = pytest.mark.django_db
+BULK = "/api/v1/stock/reservations/bulk/"
+
+
+def day(offset):
+    return (timezone.localdate() + timedelta(days=offset)).isoformat()
+
+
+@pytest.fixture
+def platform():
+    token = bootstrap(demo=False).api_token
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client
+
+
+@pytest.fixture
+def stocked():
+    IngredientFactory(sku="ham")
+    text = f"sku,quantity,best_before,lot,supplier\nham,10,{day(3)},H1,Farm A\nham,10,{day(9)},H2,Farm A\n"
+    services.ingest_receipt(key="seed.csv", open_stream=csv_opener(text), source="upload")
+
+
+def test_bulk_answers_each_element_with_the_single_endpoints_status_and_body(platform, stocked):
+    first = platform.post(
+        "/api/v1/stock/reservations/",
+        {"transaction_id": "one", "items": [{"sku": "ham", "quantity": 1}]},
+        format="json",
+    )
+    elements = [
+        {"transaction_id": "one", "items": [{"sku": "ham", "quantity": 1}]},  # replayed
+        {"transaction_id": "two", "items": [{"sku": "ham", "quantity": 12}]},  # H1 + part of H2
+        {"transaction_id": "three", "items": [{"sku": "ham", "quantity": 8}]},  # 7 left: rejected
+        {"transaction_id": "one", "items": [{"sku": "ham", "quantity": 2}]},  # named twice: refused
+        {"transaction_id": "four", "items": [{"sku": "caviar", "quantity": 1}]},  # unknown: refused
+        {"transaction_id": "five", "items": [{"sku": "ham", "quantity": 7}], "hold_seconds": 60},
+    ]
+    response = platform.post(BULK, {"reservations": elements}, format="json")
+    assert response.status_code == 200, response.content
+    results = response.json()["results"]
+    assert [(r["transaction_id"], r["status"], r["http_status"]) for r in results] == [
+        ("one", "refused", 422),
+        ("two", "reserved", 201),
+        ("three", "rejected", 409),
+        ("one", "refused", 422),
+        ("four", "refused", 400),
+        ("five", "reserved", 201),
+    ]
+    assert results[0]["body"]["type"] == "transaction_id_repeated"
+    assert results[4]["body"]["errors"] == {"items.0.sku": ["Unknown sku."]}
+    assert results[2]["body"]["shortages"] == [{"sku": "ham", "requested": "8.000", "available": "7.000"}]
+    for result in (results[1], results[5]):  # the stored answer the single endpoint replays
+        again = platform.get(f"/api/v1/stock/reservations/{result['transaction_id']}/")
+        assert again.json() == result["body"]
+    assert first.json() == platform.get("/api/v1/stock/reservations/one/").json()
+    replay = platform.post(BULK, {"reservations": [elements[1]]}, format="json").json()["results"]
+    assert [(r["status"], r["http_status"], r["body"]) for r in replay] == [("replayed", 201, results[1]["body"])]
+
+
+def test_a_malformed_element_refuses_the_whole_call_by_its_index(platform, stocked):
+    elements = [
+        {"transaction_id": "ok", "items": [{"sku": "ham", "quantity": 1}]},
+        {"transaction_id": "bad", "items": [{"sku": "not a sku!", "quantity": 1}]},
+    ]
+    response = platform.post(BULK, {"reservations": elements}, format="json")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["type"] == "validation_error"
+    assert list(body["errors"]) == ["reservations.1.items.0.sku"]
+    assert not Reservation.objects.exists()
+
+
+def test_more_than_1000_elements_is_a_400_saying_the_limit(platform, stocked):
+    elements = [{"transaction_id": f"t{n}", "items": [{"sku": "ham", "quantity": 1}]} for n in range(1001)]
+    response = platform.post(BULK, {"reservations": elements}, format="json")
+    assert response.status_code == 400
+    assert "1000" in response.json()["errors"]["reservations"][0]
+    assert not Reservation.objects.exists()
+
+
+def test_bulk_needs_the_permission_to_reserve(stocked):
+    bootstrap(demo=False)
+    user = get_user_model().objects.create_user("viewer")
+    client = APIClient()
+    client.force_authenticate(user)
+    element = {"transaction_id": "x", "items": [{"sku": "ham", "quantity": 1}]}
+    response = client.post(BULK, {"reservations": [element]}, format="json")
+    assert response.status_code == 403
+    assert response.json()["type"] == "permission_denied"
+    assert not Reservation.objects.exists()
