@@ -4,16 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import NamedTuple
 
 from django.db import connection
 from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from stock.models import Movement, StockLevel
+from supplychain.core.db import copy_rows
 from supplychain.events.services import NewEvent
 
 ZERO = Decimal(0)
 MILLI = Decimal("0.001")
+
+
+class MovementRow(NamedTuple):
+    """One ledger row before it is written (``created_at`` is the moment of ``LevelBook.save``)."""
+
+    ingredient_id: int
+    batch_id: int | None
+    reservation_id: int | None
+    kind: str
+    on_hand_delta: Decimal
+    reserved_delta: Decimal
+    note: str
+
+
+MOVEMENT_FIELDS = [*MovementRow._fields, "created_at"]
 
 
 class LevelBook:
@@ -26,7 +43,7 @@ class LevelBook:
             StockLevel.objects.bulk_create([StockLevel(ingredient_id=i) for i in ids], ignore_conflicts=True)
             self.levels = self._lock(ids)
         self.before = {i: (level.on_hand, level.reserved) for i, level in self.levels.items()}
-        self.movements: list[Movement] = []
+        self.movements: list[MovementRow] = []
 
     @staticmethod
     def _lock(ids: list[int]) -> dict[int, StockLevel]:
@@ -47,21 +64,13 @@ class LevelBook:
         level = self.levels[ingredient_id]
         level.on_hand += on_hand
         level.reserved += reserved
-        self.movements.append(
-            Movement(
-                ingredient_id=ingredient_id,
-                kind=kind,
-                on_hand_delta=on_hand,
-                reserved_delta=reserved,
-                batch_id=batch_id,
-                reservation_id=reservation_id,
-                note=note,
-            )
-        )
+        self.movements.append(MovementRow(ingredient_id, batch_id, reservation_id, kind, on_hand, reserved, note))
 
     def save(self) -> list[NewEvent]:
         """Write the levels and ledger; return the level_changed / low events to publish."""
-        Movement.objects.bulk_create(self.movements, batch_size=2000)
+        if self.movements:  # plain rows by COPY on PostgreSQL (a group reservation writes hundreds)
+            now = timezone.now()
+            copy_rows(Movement, MOVEMENT_FIELDS, ((*row, now) for row in self.movements))
         events = []
         changed = {i: level for i, level in self.levels.items() if (level.on_hand, level.reserved) != self.before[i]}
         if changed:

@@ -645,8 +645,9 @@ def _reserve_group(requests: list[ReservationRequest]) -> list[ReservationResult
         fresh.append(plan)
 
     batches = _free_batches(sorted({ingredient_ids[item.sku] for plan in fresh for item in plan.request.items}))
+    taken: dict[int, Decimal] = defaultdict(lambda: ZERO)
     for plan in fresh:
-        _plan_one(plan, ingredient_ids, book, batches)
+        _plan_one(plan, ingredient_ids, book, batches, taken)
     for plan, reservation in zip(fresh, _write_group(fresh, book), strict=True):
         results[plan.position] = ReservationResult(
             reservation.transaction_id, reservation.status, reservation=reservation
@@ -676,13 +677,16 @@ def _free_batches(ingredient_ids: list[int]) -> dict[int, list[_FreeBatch]]:
     return by_ingredient
 
 
-def _plan_one(plan: _Planned, ingredient_ids: dict[str, int], book: LevelBook, batches) -> None:
-    """Reserve one request against what the requests before it left (the rules of ``_reserve_in_python``)."""
+def _plan_one(plan: _Planned, ingredient_ids: dict[str, int], book: LevelBook, batches, taken) -> None:
+    """Reserve one request against what the requests before it left (the rules of ``_reserve_in_python``).
+
+    ``taken`` is what the group planned so far per ingredient: the levels change when the plan is written.
+    """
     not_before = _not_before(plan.request.needed_by)
     for item in plan.request.items:
         ingredient_id = ingredient_ids[item.sku]
         free = sum((b.free for b in batches[ingredient_id] if b.best_before >= not_before), ZERO)
-        available = min(free, book.levels[ingredient_id].available).quantize(MILLI)
+        available = min(free, book.levels[ingredient_id].available - taken[ingredient_id]).quantize(MILLI)
         if available < item.quantity:
             plan.shortages.append(
                 {"sku": item.sku, "requested": str(item.quantity.quantize(MILLI)), "available": str(available)}
@@ -704,7 +708,7 @@ def _plan_one(plan: _Planned, ingredient_ids: dict[str, int], book: LevelBook, b
             batch.free -= take
             batch.taken += take
             plan.takes.append((ingredient_id, batch, take))
-            book.levels[ingredient_id].reserved += take
+            taken[ingredient_id] += take
 
 
 def _write_group(plans: list[_Planned], book: LevelBook) -> list[Reservation]:
@@ -758,15 +762,8 @@ def _write_group(plans: list[_Planned], book: LevelBook) -> list[Reservation]:
             continue
         for ingredient_id, batch, take in plan.takes:
             allocations.append((reservation.id, batch.id, ingredient_id, take, True))
-            book.movements.append(
-                Movement(
-                    ingredient_id=ingredient_id,
-                    kind=Movement.Kind.RESERVE,
-                    on_hand_delta=ZERO,
-                    reserved_delta=take,
-                    batch_id=batch.id,
-                    reservation_id=reservation.id,
-                )
+            book.move(
+                Movement.Kind.RESERVE, ingredient_id, reserved=take, batch_id=batch.id, reservation_id=reservation.id
             )
         events.append(
             NewEvent(

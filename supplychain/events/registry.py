@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import fastjsonschema
 from django.apps import apps
 from jsonschema import Draft202012Validator
 
@@ -69,6 +70,49 @@ def _path_of(error) -> str:
     return ".".join(["payload", *parts])
 
 
+# Keywords that mean the same in draft 7, which fastjsonschema compiles to Python, and in 2020-12, which
+# the schemas declare. A schema using only these gets a compiled check first: about ten times faster than
+# jsonschema's (a group reservation publishes hundreds of events per transaction). The compiled check is
+# at most stricter (it checks "format"), never looser, and only its "valid" is trusted: anything it refuses
+# goes to jsonschema, whose answer and messages count.
+_SAME_IN_DRAFT_7 = frozenset(
+    {
+        "$schema", "title", "description", "$comment", "examples", "default", "type", "enum", "const",
+        "properties", "required", "additionalProperties", "patternProperties", "propertyNames",
+        "minProperties", "maxProperties", "items", "minItems", "maxItems", "uniqueItems", "contains",
+        "pattern", "minLength", "maxLength", "format", "minimum", "maximum", "exclusiveMinimum",
+        "exclusiveMaximum", "multipleOf", "allOf", "anyOf", "oneOf", "not",
+    }
+)  # fmt: skip
+_NAMED_SUBSCHEMAS = ("properties", "patternProperties")
+
+
+def _only_draft_7_keywords(schema) -> bool:
+    if not isinstance(schema, dict):
+        return isinstance(schema, bool)
+    for keyword, value in schema.items():
+        if keyword not in _SAME_IN_DRAFT_7:
+            return False
+        if keyword in _NAMED_SUBSCHEMAS and not all(_only_draft_7_keywords(sub) for sub in value.values()):
+            return False
+        single = keyword in ("items", "additionalProperties", "propertyNames", "contains", "not")
+        if single and not _only_draft_7_keywords(value):  # "items" as a list means something else in 2020-12
+            return False
+        if keyword in ("allOf", "anyOf", "oneOf") and not all(_only_draft_7_keywords(sub) for sub in value):
+            return False
+    return True
+
+
+@functools.cache
+def _compiled_checks() -> dict[tuple[str, int], Callable]:
+    checks = {}
+    for key, validator in schemas().items():
+        if _only_draft_7_keywords(validator.schema):
+            draft_7 = {**validator.schema, "$schema": "http://json-schema.org/draft-07/schema#"}
+            checks[key] = fastjsonschema.compile(draft_7)
+    return checks
+
+
 def validate(event_type: str, version: int, payload) -> None:
     """Raise ``SchemaError`` naming every failing field (``payload.items.0.sku``)."""
     validator = schemas().get((event_type, version))
@@ -76,6 +120,13 @@ def validate(event_type: str, version: int, payload) -> None:
         raise SchemaError(
             f"No schema for {event_type!r} version {version}.", errors={"version": [f"Unknown version {version}."]}
         )
+    compiled = _compiled_checks().get((event_type, version))
+    if compiled is not None:
+        try:
+            compiled(payload)
+            return
+        except fastjsonschema.JsonSchemaException:
+            pass  # jsonschema decides, and names every failing field
     errors: dict[str, list[str]] = {}
     for error in sorted(validator.iter_errors(payload), key=lambda e: list(e.absolute_path)):
         errors.setdefault(_path_of(error), []).append(error.message)
