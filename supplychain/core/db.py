@@ -81,7 +81,12 @@ def copy_rows(model: type[models.Model], fields: Sequence[str], rows: Iterable[S
     names = ", ".join(connection.ops.quote_name(column.column) for column in columns)
     table = connection.ops.quote_name(model._meta.db_table)
     block: list[str] = []
-    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+    # Errors as Django's (IntegrityError for a unique violation), as for any query through the ORM's cursor.
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy,
+    ):
         for row in rows:
             if json_positions:
                 row = list(row)

@@ -62,6 +62,48 @@ class StockMachine(RuleBasedStateMachine):
             change = after.get(sku, 0) - before.get(sku, 0)
             assert change == (quantity if reservation.response_status == 201 else 0)  # all or nothing
 
+    @rule(
+        requests=st.lists(
+            st.tuples(
+                st.one_of(st.none(), st.integers(1, 6)),  # a new id, or one of the last few (a replay or a reuse)
+                st.dictionaries(st.sampled_from(SKUS), quantities, min_size=1, max_size=3),
+                st.one_of(st.none(), st.integers(0, 15)),
+            ),
+            min_size=1,
+            max_size=8,
+        )
+    )
+    def reserve_group(self, requests):
+        before = {level.ingredient.sku: level.reserved for level in StockLevel.objects.select_related("ingredient")}
+        group = []
+        for back, items, needed_in in requests:
+            if back is None or back > self.transactions:
+                self.transactions += 1
+                transaction_id = f"t{self.transactions}"
+            else:
+                transaction_id = f"t{self.transactions - back + 1}"
+            needed_by = self.today + timedelta(days=needed_in) if needed_in is not None else None
+            group.append(
+                services.ReservationRequest(transaction_id, [Item(sku, q) for sku, q in items.items()], needed_by)
+            )
+        results = services.reserve_many(requests=group)
+        assert [result.transaction_id for result in results] == [request.transaction_id for request in group]
+        after = {level.ingredient.sku: level.reserved for level in StockLevel.objects.select_related("ingredient")}
+        expected: dict[str, Decimal] = {}
+        named = [request.transaction_id for request in group]
+        for request, result in zip(group, results, strict=True):
+            if named.count(request.transaction_id) > 1:
+                assert (result.status, result.http_status) == ("refused", 422)
+            assert result.status in ("reserved", "rejected", "replayed", "refused")
+            if result.status == "reserved":  # all of it, from this call
+                for item in request.items:
+                    expected[item.sku] = expected.get(item.sku, Decimal(0)) + item.quantity
+            if result.status != "refused":
+                stored = Reservation.objects.get(transaction_id=request.transaction_id)
+                assert stored.response == result.reservation.response
+        for sku in SKUS:
+            assert after.get(sku, 0) - before.get(sku, 0) == expected.get(sku, 0), sku
+
     def _open(self):
         return list(Reservation.objects.filter(status="reserved").values_list("transaction_id", flat=True))
 
