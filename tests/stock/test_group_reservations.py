@@ -9,16 +9,16 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from stock import selectors, services
 from stock.models import Reservation
-from stock.services import Item, ReservationRequest, reservations
+from stock.services import Item, ReservationRequest
 from supplychain.core.errors import DomainError
 from supplychain.events.models import OutboxEvent
 from tests.stock.factories import IngredientFactory, csv_opener
-from tests.stock.test_reserve_paths import Rollback, snapshot
+from tests.stock.test_reserve_paths import Rollback, group_requests, snapshot, stock_up
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -26,42 +26,6 @@ D = Decimal
 
 def day(offset: int):
     return timezone.localdate() + timedelta(days=offset)
-
-
-def stock_up() -> None:
-    IngredientFactory(sku="ham", low_stock_threshold=D(15))
-    IngredientFactory(sku="Mushroom-2")
-    IngredientFactory(sku="cheese", unit="kg")
-    IngredientFactory(sku="empty")
-    services.ingest_receipt(
-        key="group.csv",
-        open_stream=csv_opener(
-            "sku,quantity,best_before,lot,supplier\n"
-            f"ham,10,{day(3)},H1,Farm A\n"
-            f"ham,10,{day(10)},H2,\n"
-            f"ham,5,{day(1)},H0,Farm B\n"
-            f"Mushroom-2,20.5,{day(5)},M1,Woods\n"
-            f"cheese,7.25,{day(20)},C1,Dairy\n"
-        ),
-        source="upload",
-    )
-    services.reserve_stock(transaction_id="earlier", items=[Item("cheese", 1)])  # replayed by the group
-
-
-def group_requests() -> list[ReservationRequest]:
-    """Spans batches, needed_by, a hold, a shortage only because of the requests before it, replays and refusals."""
-    return [
-        ReservationRequest("a", [Item("ham", 12), Item("Mushroom-2", D("0.5"))]),  # H0 + part of H1; ham crosses 15
-        ReservationRequest("b", [Item("cheese", D("4.250")), Item("ham", 2)], hold_seconds=60),
-        ReservationRequest("c", [Item("ham", 5)], needed_by=day(5)),  # only H2 lasts until day 5
-        ReservationRequest("d", [Item("ham", 7), Item("cheese", 3)]),  # cheese: 2 left after b and "earlier"
-        ReservationRequest("e", [Item("empty", 1)]),  # no level row yet: created, then short
-        ReservationRequest("earlier", [Item("cheese", 1)]),  # the same body as before: replayed
-        ReservationRequest("earlier-2", [Item("ham", 1), Item("ham", 2)]),  # a repeated sku: refused (400)
-        ReservationRequest("f", [Item("ham", 1), Item("caviar", 1)]),  # an unknown sku: refused (400)
-        ReservationRequest("g", [Item("ham", 6)]),  # fits: what "d" did not take stays free
-        ReservationRequest("h", [Item("Mushroom-2", 20)]),  # exactly what is left
-    ]
 
 
 def answer(result_or_error) -> tuple:
@@ -106,15 +70,12 @@ def replay_status(answers: list[tuple], existing: set[str], requests) -> list[st
     ]
 
 
-def run(way, monkeypatch=None, set_based=True) -> dict:
+def run(way) -> dict:
     try:
         with transaction.atomic():
             stock_up()
             first_event = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first()
-            if not set_based:
-                monkeypatch.setattr(reservations, "_set_based", lambda: False)
             answers = way(group_requests())
-            monkeypatch.undo() if monkeypatch else None
             found = snapshot(answers)
             found["level_events"] = [
                 (e.type, e.payload)
@@ -136,7 +97,7 @@ def test_a_group_answers_and_writes_what_the_same_requests_one_by_one_would():
     group = run(as_group)
     assert [a[0] for a in group["answers"]] == [
         "reserved", "reserved", "reserved", "rejected", "rejected", "reserved", "refused", "refused", "reserved",
-        "reserved",
+        "reserved", "refused",
     ]  # fmt: skip
     assert group["violations"] == []
     for part in ("answers", "levels", "batches", "allocations", "ledger", "reservations", "holds", "violations"):
@@ -149,14 +110,6 @@ def test_a_group_answers_and_writes_what_the_same_requests_one_by_one_would():
     assert kinds.count("stock.low") == 1
     assert last_per_sku(group["level_events"]) == last_per_sku(singles["level_events"])
     assert len(singles["level_events"]) > len(group["level_events"])
-
-
-def test_the_set_based_writes_and_the_portable_writes_agree(monkeypatch):
-    assert connection.vendor == "postgresql"
-    set_based = run(as_group)
-    portable = run(as_group, monkeypatch, set_based=False)
-    for part in set_based:
-        assert set_based[part] == portable[part], part
 
 
 def test_a_transaction_id_named_twice_in_one_group_is_refused_for_that_id_only():

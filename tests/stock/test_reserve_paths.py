@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from stock import selectors, services
 from stock.models import Allocation, Batch, Movement, Reservation, StockLevel
-from stock.services import Item, reservations
+from stock.services import Item, ReservationRequest, reservations
 from supplychain.events import registry
 from supplychain.events.models import AuditEntry, OutboxEvent
 from tests.stock.factories import IngredientFactory, csv_opener
@@ -235,3 +235,86 @@ def test_commit_after_expiry_moved_an_allocation_onto_a_batch_already_held(monke
     later = Batch.objects.get(lot="LATER")
     assert (later.quantity_remaining, later.quantity_reserved, later.status) == (D("0.000"), D("0.000"), "depleted")
     assert selectors.invariant_violations() == []
+
+
+# ---- Group reservations: the set-based writes (PostgreSQL) and the portable ones (SQLite) ----------
+
+
+def stock_up() -> None:
+    IngredientFactory(sku="ham", low_stock_threshold=D(15))
+    IngredientFactory(sku="Mushroom-2")
+    IngredientFactory(sku="cheese", unit="kg")
+    IngredientFactory(sku="empty")
+    services.ingest_receipt(
+        key="group.csv",
+        open_stream=csv_opener(
+            "sku,quantity,best_before,lot,supplier\n"
+            f"ham,10,{day(3)},H1,Farm A\n"
+            f"ham,10,{day(10)},H2,\n"
+            f"ham,5,{day(1)},H0,Farm B\n"
+            f"Mushroom-2,20.5,{day(5)},M1,Woods\n"
+            f"cheese,7.25,{day(20)},C1,Dairy\n"
+        ),
+        source="upload",
+    )
+    services.reserve_stock(transaction_id="earlier", items=[Item("cheese", 1)])  # replayed by the group
+    services.reserve_stock(transaction_id="other", items=[Item("cheese", 1)])  # reused with another body
+
+
+def group_requests(*, repeated_ids: bool = False) -> list[ReservationRequest]:
+    """Spans batches, needed_by, a hold, a shortage only because of the requests before it, replays and refusals.
+
+    ``repeated_ids`` adds an id named twice in the call (refused for that id: one by one it would not be).
+    """
+    requests = [
+        ReservationRequest("a", [Item("ham", 12), Item("Mushroom-2", D("0.5"))]),  # H0 + part of H1; ham crosses 15
+        ReservationRequest("b", [Item("cheese", D("4.250")), Item("ham", 2)], hold_seconds=60),
+        ReservationRequest("c", [Item("ham", 5)], needed_by=day(5)),  # only H2 lasts until day 5
+        ReservationRequest("d", [Item("ham", 7), Item("cheese", 2)]),  # cheese: 1 left after b, "earlier", "other"
+        ReservationRequest("e", [Item("empty", 1)]),  # no level row yet: created, then short
+        ReservationRequest("earlier", [Item("cheese", 1)]),  # the same body as before: replayed
+        ReservationRequest("earlier-2", [Item("ham", 1), Item("ham", 2)]),  # a repeated sku: refused (400)
+        ReservationRequest("f", [Item("ham", 1), Item("caviar", 1)]),  # an unknown sku: refused (400)
+        ReservationRequest("g", [Item("ham", 6)]),  # fits: what "d" did not take stays free
+        ReservationRequest("h", [Item("Mushroom-2", 20)]),  # exactly what is left
+        ReservationRequest("other", [Item("ham", 2)]),  # the same id as before with another body: refused (422)
+    ]
+    if repeated_ids:
+        requests += [ReservationRequest("twice", [Item("cheese", 1)]), ReservationRequest("twice", [Item("cheese", 1)])]
+    return requests
+
+
+def group_answers(requests: list[ReservationRequest]) -> list:
+    return [
+        (r.transaction_id, r.status, r.http_status, r.reservation.response if r.reservation else r.error.errors)
+        for r in services.reserve_many(requests=requests)
+    ]
+
+
+def run_group(monkeypatch, writes: str) -> dict:
+    with monkeypatch.context() as patch:
+        if writes == "portable":
+            patch.setattr(reservations, "_set_based", lambda: False)
+        try:
+            with transaction.atomic():
+                stock_up()
+                first = group_answers(group_requests(repeated_ids=True))
+                again = group_answers(group_requests(repeated_ids=True))  # every one a replay or a refusal now
+                found = snapshot([first, again])
+                raise Rollback
+        except Rollback:
+            return found
+
+
+def test_group_calls_write_the_same_on_both_paths(monkeypatch):
+    assert connection.vendor == "postgresql"
+    set_based = run_group(monkeypatch, "set_based")
+    portable = run_group(monkeypatch, "portable")
+    first, again = set_based["answers"]
+    assert [status for _, status, _, _ in first].count("reserved") == 5
+    assert [status for _, status, _, _ in again] == [
+        "replayed" if status in ("reserved", "rejected") else status for _, status, _, _ in first
+    ]
+    assert set_based["violations"] == []
+    for part in set_based:
+        assert set_based[part] == portable[part], part
