@@ -207,6 +207,12 @@ class ItemInput(serializers.Serializer):
 
 class ReservationInput(serializers.Serializer):
     transaction_id = serializers.CharField(max_length=100)
+
+    def validate_transaction_id(self, value: str) -> str:
+        if value == "bulk":  # /reservations/bulk/ is the group endpoint: such a reservation could never be read
+            raise serializers.ValidationError("'bulk' is reserved; choose another transaction id.")
+        return value
+
     items = ItemInput(many=True, allow_empty=False, max_length=500)
     needed_by = serializers.DateField(
         required=False, allow_null=True, help_text="Never allocate from a batch that expires before this date."

@@ -102,3 +102,14 @@ def test_bulk_needs_the_permission_to_reserve(stocked):
     assert response.status_code == 403
     assert response.json()["type"] == "permission_denied"
     assert not Reservation.objects.exists()
+
+
+def test_bulk_is_not_a_transaction_id_since_its_url_is_the_group_endpoint(platform, stocked):
+    response = platform.post(
+        "/api/v1/stock/reservations/",
+        {"transaction_id": "bulk", "items": [{"sku": "ham", "quantity": 1}]},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert list(response.json()["errors"]) == ["transaction_id"]
+    assert not Reservation.objects.exists()
