@@ -813,6 +813,13 @@ def _set_based() -> bool:
     return connection.vendor == "postgresql"
 
 
+@functools.cache
+def _id_sequence() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_serial_sequence('stock_reservation', 'id')")
+        return cursor.fetchone()[0]
+
+
 def _insert_reservations(reservations: list[Reservation]) -> None:
     """Insert the group's reservations, ids set on them, in transaction id order.
 
@@ -823,10 +830,7 @@ def _insert_reservations(reservations: list[Reservation]) -> None:
     ordered = sorted(reservations, key=lambda reservation: reservation.transaction_id)
     if _set_based():
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT nextval(pg_get_serial_sequence('stock_reservation', 'id')) FROM generate_series(1, %s)",
-                [len(ordered)],
-            )
+            cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [_id_sequence(), len(ordered)])
             for reservation, (new_id,) in zip(ordered, cursor.fetchall(), strict=True):
                 reservation.id = new_id
         copy_rows(
