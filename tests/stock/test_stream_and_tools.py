@@ -32,14 +32,6 @@ def ham():
     services.reserve_stock(transaction_id="t", items=[services.Item("ham", 2)])
 
 
-@pytest.fixture(autouse=True)
-def no_stream_slots_left_over():
-    """Each test starts with every stream slot free, whatever an earlier failing test left open."""
-    stream.slots.open = 0
-    yield
-    stream.slots.open = 0
-
-
 def read_events(response) -> list[tuple[str, dict, str | None]]:
     return parse_events(b"".join(response.streaming_content).decode())
 
@@ -93,6 +85,19 @@ def test_stream_sends_current_levels_then_what_committed_after_their_position(ha
     assert [event for event, _, _ in read_events(browser)] == ["level", "level"]
     anonymous = APIClient().get("/api/v1/stock/levels/stream", HTTP_ACCEPT="text/event-stream")
     assert anonymous.status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unknown_sku_on_the_stream_is_a_404_naming_it_before_any_stream_starts(ham):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {bootstrap(demo=False).api_token}")
+    for accept in ("application/json", "text/event-stream"):
+        response = client.get("/api/v1/stock/levels/stream", {"sku": "ham,unicorn"}, HTTP_ACCEPT=accept)
+        assert response.status_code == 404
+        body = json.loads(response.content)
+        assert body["type"] == "ingredient_not_found" and body["status"] == 404
+        assert "unicorn" in body["detail"] and "ham" not in body["detail"]
+    assert stream.slots.open == 0  # no slot was taken for it
 
 
 @pytest.mark.django_db(transaction=True)
