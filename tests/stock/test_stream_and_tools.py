@@ -14,7 +14,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from stock import selectors, services, stream
-from stock.models import Receipt
+from stock.models import Batch, Movement, Receipt, Reservation
 from supplychain.core.bootstrap import bootstrap
 from tests.stock.factories import IngredientFactory, csv_opener
 
@@ -173,4 +173,35 @@ def test_simulation_receives_reserves_and_expires_keeping_the_invariants(setting
     assert "order sim-" in text
     assert "batch(es) expired" in text
     assert Receipt.objects.count() >= 2
+    assert selectors.invariant_violations() == []
+
+
+def test_simulation_touches_only_its_own_ingredients_and_never_expires_real_batches(settings, tmp_path):
+    settings.OBJECT_STORAGE = {**settings.OBJECT_STORAGE, "BUCKET": "", "LOCAL_DIR": tmp_path}
+    IngredientFactory(sku="ham")
+    services.ingest_receipt(
+        key="real.csv",
+        open_stream=csv_opener(
+            f"sku,quantity,best_before,lot\nham,50,{timezone.localdate() + timedelta(days=1)},REAL-1\n"
+        ),
+        source="upload",
+    )
+    services.reserve_stock(transaction_id="real-order", items=[services.Item("ham", 5)])
+    out = StringIO()
+    # Days of 0.6 s: the simulated date runs several days past the real batch's best-before.
+    call_command("simulate", "--speed", "2000", "--duration", "3", "--day-length", "1200", "--seed", "7", stdout=out)
+    assert "batch(es) expired" in out.getvalue()
+
+    real = Batch.objects.get(lot="REAL-1")
+    assert (real.status, real.quantity_remaining, real.quantity_reserved) == ("active", 50, 5)
+    assert Reservation.objects.get(transaction_id="real-order").allocations.get().batch == real
+    assert (
+        not Movement.objects.filter(ingredient__sku="ham")
+        .exclude(reservation__transaction_id="real-order")
+        .exclude(kind="receipt")
+        .exists()
+    )
+    assert not Reservation.objects.filter(allocations__ingredient__sku="ham").exclude(transaction_id="real-order")
+    simulated = Batch.objects.filter(ingredient__sku="sim-ham")
+    assert simulated.filter(status="expired").exists()  # its own batches did expire
     assert selectors.invariant_violations() == []
