@@ -219,7 +219,7 @@ class LevelStreamView(APIView):
         },
     )
     def get(self, request, version="v1"):
-        skus = [s for s in request.query_params.get("sku", "").split(",") if s]
+        skus = [s.strip() for s in request.query_params.get("sku", "").split(",") if s.strip()]
         longest = settings.STOCK_STREAM_SECONDS
         try:
             max_seconds = min(max(float(request.query_params.get("max_seconds", longest)), 1), longest)
