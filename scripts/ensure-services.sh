@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure the integration tier's real PostgreSQL and Redis answer on 127.0.0.1.
+# Make sure the integration tier's real PostgreSQL and Redis answer on 127.0.0.1, and that the browser
+# tier's headless Chromium (Debian's `chromium`, driven by Playwright) is installed.
 #   usage: scripts/ensure-services.sh DATABASE_URL REDIS_URL
 # Uses servers already listening; starts installed-but-stopped ones; installs them with apt-get
 # (Debian packages) when missing and we are root; otherwise fails with what to do.
@@ -126,4 +127,17 @@ else
   die "Redis is not answering on $REDIS_HOST:$REDIS_PORT and could not be started or installed.
   Install it (Debian: apt-get install redis-server) or point TEST_REDIS_URL at a server."
 fi
+# ---- Chromium (the browser tier: tests/integration/test_browser.py) -----------------------------------
+# Debian's build, never one downloaded by `playwright install`: Playwright drives it through
+# executable_path (CHROMIUM overrides where it lives).
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+if [ -x "$CHROMIUM" ]; then
+  say "Chromium at $CHROMIUM"
+elif apt_install chromium && [ -x "$CHROMIUM" ]; then
+  say "Chromium installed at $CHROMIUM"
+else
+  die "Chromium is not at $CHROMIUM and could not be installed.
+  Install it (Debian: apt-get install chromium) or set CHROMIUM=/path/to/chromium for the browser tests."
+fi
+say "Chromium ready: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM")"
 say "all services ready"

@@ -1,4 +1,7 @@
-"""Admin of stock for operations staff: levels (low highlighted), batches by expiry, receipts, reservations, ledger."""
+"""Admin of stock for operations staff: levels (low highlighted), batches by expiry, receipts, reservations, ledger.
+
+Also the stock panel of the operations dashboard: low stock and batches expiring within three days.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +24,12 @@ from stock.models import (
     Reservation,
     Supplier,
 )
+from supplychain.core.admin import ReadOnlyAdmin, json_table
 from supplychain.core.errors import DomainError
-from supplychain.events.admin import ReadOnlyAdmin
+from supplychain.events.admin import register_dashboard_panel
+
+DASHBOARD_EXPIRING_DAYS = 3
+DASHBOARD_ROWS = 20
 
 
 @admin.register(Ingredient)
@@ -72,28 +79,27 @@ class BatchAllocationInline(admin.TabularInline):
     can_delete = False
     verbose_name_plural = "reservations this batch went into"
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("reservation", "ingredient", "batch")
+
     def has_add_permission(self, request, obj=None):
         return False
 
 
 @admin.register(Batch)
 class BatchAdmin(ReadOnlyAdmin):
-    list_display = [
-        "ingredient",
-        "lot",
-        "supplier",
-        "best_before",
-        "quantity_received",
-        "quantity_remaining",
-        "quantity_reserved",
-        "status",
-        "receipt",
-    ]
+    # Five short columns fit a 1280-pixel page beside the sidebar and the filters (the browser tier checks it);
+    # supplier is a filter, and received, reserved and the receipt are on the batch's own page.
+    list_display = ["ingredient", "lot", "best_before", "available_of_remaining", "status"]
     list_filter = [ExpiringWithinFilter, "status", "supplier"]
     search_fields = ["lot", "ingredient__sku", "receipt__key"]
     list_select_related = ["ingredient", "supplier", "receipt"]
     date_hierarchy = "best_before"
     inlines = [BatchAllocationInline]
+
+    @admin.display(description="available of remaining", ordering="quantity_remaining")
+    def available_of_remaining(self, obj):
+        return f"{obj.quantity_available} of {obj.quantity_remaining}"
 
 
 class ReceiptUploadForm(forms.Form):
@@ -160,7 +166,7 @@ class ReceiptAdmin(ReadOnlyAdmin):
 
 class AllocationInline(admin.TabularInline):
     model = Allocation
-    fields = ["ingredient", "batch", "lot", "best_before", "supplier", "quantity", "open"]
+    fields = ["ingredient", "lot", "best_before", "supplier", "quantity", "open"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -168,9 +174,13 @@ class AllocationInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None):
         return False
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("ingredient", "batch__supplier")
+
     @admin.display(description="lot")
     def lot(self, obj):
-        return obj.batch.lot
+        url = reverse("admin:stock_batch_change", args=[obj.batch_id])
+        return format_html('<a href="{}">{}</a>', url, obj.batch.lot)
 
     @admin.display(description="best before")
     def best_before(self, obj):
@@ -183,13 +193,48 @@ class AllocationInline(admin.TabularInline):
 
 @admin.register(Reservation)
 class ReservationAdmin(ReadOnlyAdmin):
-    list_display = ["transaction_id", "status", "at_risk", "needed_by", "hold_until", "created_at", "closed_at"]
+    list_display = ["transaction_id", "status", "items", "risk", "needed_by", "hold_until", "created_at", "closed_at"]
     list_filter = ["status", "at_risk"]
     search_fields = ["transaction_id"]
     date_hierarchy = "created_at"
     inlines = [AllocationInline]
     actions = ["commit", "release"]
-    exclude = ["request_hash"]
+    fields = [
+        "transaction_id",
+        "status",
+        "risk",
+        "needed_by",
+        "hold_until",
+        "created_at",
+        "closed_at",
+        "request_table",
+        "response_status",
+        "response_table",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="items")
+    def items(self, obj):
+        """What was asked for, as ``10 ham, 4 cheese`` (from the stored request: rejected ones have no allocations)."""
+        return ", ".join(f"{item['quantity']} {item['sku']}" for item in obj.request.get("items", []))
+
+    @admin.display(description="at risk", ordering="at_risk")
+    def risk(self, obj):
+        """Nothing unless part of it could not be re-allocated after an expiry."""
+        if obj.at_risk:
+            return format_html(
+                '<strong style="color:#ba2121" title="{}">at risk</strong>',
+                "part of it could not be re-allocated after an expiry",
+            )
+        return ""
+
+    @admin.display(description="request")
+    def request_table(self, obj):
+        return json_table(obj.request)
+
+    @admin.display(description="response (replayed to identical repeats)")
+    def response_table(self, obj):
+        return json_table(obj.response)
 
     def has_change_permission(self, request, obj=None):
         return obj is None and request.user.has_perm("stock.change_reservation")
@@ -249,3 +294,20 @@ class RecipeAdmin(admin.ModelAdmin):
 @admin.register(Supplier)
 class SupplierAdmin(admin.ModelAdmin):
     search_fields = ["name"]
+
+
+def _dashboard_stock(request) -> dict:
+    """The dashboard's stock panel: what is low and what expires soon, each linking to its list."""
+    low = list(selectors.stock_levels().filter(low=True)[:DASHBOARD_ROWS])
+    expiring = selectors.batches_expiring_within(DASHBOARD_EXPIRING_DAYS).select_related("ingredient")
+    return {
+        "low": low,
+        "expiring": list(expiring[:DASHBOARD_ROWS]),
+        "expiring_count": expiring.count(),
+        "days": DASHBOARD_EXPIRING_DAYS,
+        "levels_url": reverse("admin:stock_ingredient_changelist"),
+        "expiring_url": reverse("admin:stock_batch_changelist") + f"?expiring_within={DASHBOARD_EXPIRING_DAYS}",
+    }
+
+
+register_dashboard_panel(template="admin/stock/dashboard_panel.html", context=_dashboard_stock)

@@ -11,6 +11,11 @@ class UnknownSku(DomainError):
     title = "Unknown ingredient."
 
 
+class IngredientNotFound(NotFound):
+    type = "ingredient_not_found"
+    title = "No ingredient with this sku."
+
+
 class InvalidItems(DomainError):
     status = 400
     type = "validation_error"  # the API's shape for a request that is not valid

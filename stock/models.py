@@ -130,7 +130,7 @@ class Batch(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.ingredient_id}/{self.lot}"
+        return f"lot {self.lot}, best before {self.best_before}"
 
     @property
     def quantity_available(self) -> Decimal:
@@ -201,7 +201,8 @@ class Allocation(models.Model):
         constraints = [models.CheckConstraint(condition=Q(quantity__gt=0), name="allocation_positive")]
 
     def __str__(self) -> str:
-        return f"{self.reservation_id}: {self.quantity} from {self.batch_id}"
+        """``10.000 ham from lot L7, best before 2026-12-04``: what an operator traces a reservation by."""
+        return f"{self.quantity} {self.ingredient} from {self.batch}"
 
 
 class Movement(models.Model):

@@ -33,6 +33,12 @@ def stock_levels():
     )
 
 
+def unknown_skus(skus: list[str]) -> list[str]:
+    """Those of ``skus`` that name no ingredient, in the order given."""
+    known = set(Ingredient.objects.filter(sku__in=skus).values_list("sku", flat=True)) if skus else set()
+    return [sku for sku in dict.fromkeys(skus) if sku not in known]
+
+
 def batches_expiring_within(days: int, queryset=None):
     """Active batches whose best-before is at most ``days`` away, first-expiring first."""
     until = timezone.localdate() + timedelta(days=days)

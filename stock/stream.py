@@ -10,14 +10,20 @@ at once (the rest of its threads stay free for the API); one more gets a 503 wit
 when it is a browser's EventSource (``Accept: text/event-stream``), an empty stream with a ``retry`` hint.
 A stream ends after ``STOCK_STREAM_SECONDS``: the last event of each read carries the position and the
 stream starts with a ``retry`` hint, so an ``EventSource`` reconnects by itself and resumes where it
-stopped, while the slot goes back to the pool and a load balancer can move the client.
+stopped, while the slot goes back to the pool and a load balancer can move the client. A client that
+closes its connection gives its slot back within ``POLL_SECONDS`` (at once, if another client is waiting
+for one); an unknown sku is a 404 before any stream starts.
 """
 
 from __future__ import annotations
 
 import json
+import select
+import socket
+import ssl
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 
 from django.conf import settings
@@ -29,6 +35,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from stock import selectors
+from stock.errors import IngredientNotFound
 from supplychain.core.api.errors import error_body
 
 POLL_SECONDS = 0.5
@@ -47,39 +54,102 @@ def _sse(event: str, data: dict, event_id: str | None = None) -> str:
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
+def _connection_probe(request) -> Callable[[], bool] | None:
+    """A check whether the client has closed its connection, where the server hands us the socket.
+
+    gunicorn puts the client socket in the WSGI environ. A closed connection reads as end-of-file at once
+    (a peek, so nothing is consumed), long before the next write would fail (keep-alives are 15 s apart).
+    Without a socket (another server, the test client, TLS in the process) a disconnect is still seen on
+    the next write.
+    """
+    sock = request.META.get("gunicorn.socket")
+    if not isinstance(sock, socket.socket) or isinstance(sock, ssl.SSLSocket):
+        return None
+
+    def gone() -> bool:
+        # poll() first: a socket with a timeout waits that long in recv(), whatever the flags say.
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+        try:
+            ready = poller.poll(0)
+            if not ready:
+                return False  # open, nothing sent: the usual state of a stream's connection
+            if ready[0][1] & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+                return True
+            return sock.recv(1, socket.MSG_PEEK) == b""  # readable: end-of-file, or bytes we leave alone
+        except OSError:
+            return True  # reset by the peer, or closed by the server
+
+    return gone
+
+
 class _Slots:
-    """How many streams this process serves now, never more than ``STOCK_STREAMS_PER_PROCESS``."""
+    """How many streams this process serves now, never more than ``STOCK_STREAMS_PER_PROCESS``.
+
+    When all are taken, the slots of clients that have gone away are taken back first, so a client that
+    drops its connection and reconnects at once gets a stream rather than a 503.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._held: set[_Slot] = set()
         self.open = 0
 
-    def take(self) -> _Slot | None:
+    def take(self, probe: Callable[[], bool] | None = None) -> _Slot | None:
         with self._lock:
+            if self.open >= settings.STOCK_STREAMS_PER_PROCESS:
+                for slot in [s for s in self._held if s.client_gone()]:
+                    if slot.give_up():
+                        self._held.discard(slot)
+                        self.open -= 1
             if self.open >= settings.STOCK_STREAMS_PER_PROCESS:
                 return None
             self.open += 1
-            return _Slot(self)
+            slot = _Slot(self, probe)
+            self._held.add(slot)
+            return slot
 
-    def _give_back(self) -> None:
+    def reset(self) -> None:
+        """Forget every slot (tests: after one that leaked, so the next starts clean)."""
         with self._lock:
-            self.open -= 1
+            self._held.clear()
+            self.open = 0
+
+    def _give_back(self, slot: _Slot) -> None:
+        with self._lock:
+            if slot in self._held:
+                self._held.discard(slot)
+                self.open -= 1
 
 
 class _Slot:
     """One stream's place; given back exactly once, whoever gets there first."""
 
-    def __init__(self, slots: _Slots) -> None:
+    def __init__(self, slots: _Slots, probe: Callable[[], bool] | None = None) -> None:
         self._slots = slots
+        self._probe = probe
         self._lock = threading.Lock()
         self._held = True
 
-    def release(self) -> None:
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def client_gone(self) -> bool:
+        """Whether the client closed its connection (never, when there is no way to tell)."""
+        return self._probe is not None and self._probe()
+
+    def give_up(self) -> bool:
+        """Mark the slot free; true only for the first caller (who then does the counting)."""
         with self._lock:
             if not self._held:
-                return
+                return False
             self._held = False
-        self._slots._give_back()
+            return True
+
+    def release(self) -> None:
+        if self.give_up():
+            self._slots._give_back(self)
 
 
 slots = _Slots()
@@ -144,18 +214,22 @@ class LevelStreamView(APIView):
         ],
         responses={
             200: OpenApiResponse(description="text/event-stream of `level` and `level_changed` events."),
+            404: OpenApiResponse(description="A sku in `sku` names no ingredient (`ingredient_not_found`)."),
             503: OpenApiResponse(description="This server process serves as many streams as it may; retry later."),
         },
     )
     def get(self, request, version="v1"):
-        skus = [s for s in request.query_params.get("sku", "").split(",") if s]
+        skus = [s.strip() for s in request.query_params.get("sku", "").split(",") if s.strip()]
         longest = settings.STOCK_STREAM_SECONDS
         try:
             max_seconds = min(max(float(request.query_params.get("max_seconds", longest)), 1), longest)
         except ValueError:
             max_seconds = longest
         token = request.headers.get("Last-Event-ID", "").strip() or None
-        slot = slots.take()
+        unknown = selectors.unknown_skus(skus)
+        if unknown:
+            raise IngredientNotFound(f"No ingredient with sku {', '.join(unknown)}.", errors={"sku": unknown})
+        slot = slots.take(_connection_probe(request))
         if slot is None:
             return self._busy(request)
         response = StreamingHttpResponse(
@@ -199,16 +273,17 @@ class LevelStreamView(APIView):
         # Django closes this thread's database connection when the response closes (request_finished).
         try:
             yield f"retry: {RECONNECT_MILLISECONDS}\n\n"
-            yield from self._changes(skus, token, max_seconds)
+            yield from self._changes(skus, token, max_seconds, lambda: slot.held and not slot.client_gone())
         finally:
             slot.release()
 
-    def _changes(self, skus: list[str], token: str | None, max_seconds: float):
+    def _changes(self, skus: list[str], token: str | None, max_seconds: float, connected=lambda: True):
+        """The stream's events until ``max_seconds`` pass or ``connected()`` says the client went away."""
         deadline = time.monotonic() + max_seconds
         if token is not None and not selectors.valid_stream_token(token):
             token = None
         quiet_since = time.monotonic()
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and connected():
             if token is None:  # a new client, or one too far behind: the current levels first
                 token, levels = selectors.level_stream_start(skus)
                 yield from self._levels(levels, token)

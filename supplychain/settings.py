@@ -51,7 +51,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 # --- Applications -----------------------------------------------------------------------------
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "supplychain.core.apps.OperationsAdminConfig",  # django.contrib.admin with the operations site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -151,6 +151,8 @@ LANGUAGE_CODE = "en-gb"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
+# Dates and times as operations staff read them (times to the second): supplychain/formats/en/formats.py.
+FORMAT_MODULE_PATH = ["supplychain.formats"]
 
 # --- Static files -----------------------------------------------------------------------------
 STATIC_URL = "static/"

@@ -84,6 +84,20 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1  # an integration test must never be skipped silently
 
 
+@pytest.fixture(autouse=True)
+def stream_slots_given_back():
+    """A test that leaves a live-stream slot taken fails (in its teardown), so a leak shows where it happens.
+
+    The count is then set back, so one leak fails one test and not every test after it.
+    """
+    from stock import stream
+
+    yield
+    left = stream.slots.open
+    stream.slots.reset()
+    assert left == 0, f"{left} live-stream slot(s) still taken after the test: a stream's response was not closed"
+
+
 @pytest.fixture(scope="session")
 def real_services(django_db_setup, django_db_blocker) -> dict[str, str]:
     """The test database's URL and the Redis broker URL; fails unless they are PostgreSQL and Redis."""

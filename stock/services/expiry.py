@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date
 from decimal import Decimal
 
@@ -14,16 +15,16 @@ from stock.services.levels import ZERO, LevelBook
 from supplychain.events.services import NewEvent, publish_many
 
 
-def expire_batches(*, today: date | None = None) -> int:
-    """Take batches past best-before out of stock, one ingredient per transaction; returns how many."""
+def expire_batches(*, today: date | None = None, skus: Collection[str] | None = None) -> int:
+    """Take batches past best-before out of stock, one ingredient per transaction; returns how many.
+
+    ``skus`` limits it to those ingredients (the simulation, whose date runs ahead, expires only its own).
+    """
     today = today or timezone.localdate()
-    ingredient_ids = sorted(
-        set(
-            Batch.objects.filter(status=Batch.Status.ACTIVE, best_before__lt=today).values_list(
-                "ingredient_id", flat=True
-            )
-        )
-    )
+    due = Batch.objects.filter(status=Batch.Status.ACTIVE, best_before__lt=today)
+    if skus is not None:
+        due = due.filter(ingredient__sku__in=list(skus))
+    ingredient_ids = sorted(set(due.values_list("ingredient_id", flat=True)))
     expired = 0
     for ingredient_id in ingredient_ids:
         expired += _expire_ingredient(ingredient_id, today)

@@ -1,6 +1,7 @@
-"""App config for the platform core; brands the admin for operations staff."""
+"""App configs of the platform core, and of the admin as operations staff see it (``OperationsAdminSite``)."""
 
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class CoreConfig(AppConfig):
@@ -8,9 +9,9 @@ class CoreConfig(AppConfig):
     label = "core"
     verbose_name = "Platform"
 
-    def ready(self) -> None:
-        from django.contrib import admin
 
-        admin.site.site_header = "supplychain operations"
-        admin.site.site_title = "supplychain operations"
-        admin.site.index_title = "Stock, orders, integrations and pipelines"
+class OperationsAdminConfig(admin_apps.AdminConfig):
+    """``django.contrib.admin`` with the project's site as ``admin.site`` (in INSTALLED_APPS in its place)."""
+
+    default = False  # ``supplychain.core``'s own config stays CoreConfig
+    default_site = "supplychain.core.admin_site.OperationsAdminSite"

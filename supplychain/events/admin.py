@@ -1,28 +1,94 @@
-"""Admin of the backbone for operations staff: subscriptions, deliveries and dead letters, audit, dashboard."""
+"""Admin of the backbone for operations staff: subscriptions, deliveries and dead letters, audit, dashboard.
+
+The dashboard draws the last hour per minute (server-side SVG) and shows the panels other apps register
+(``register_dashboard_panel``: stock adds low stock and batches expiring soon).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 from django.contrib import admin, messages
+from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
+from supplychain.core.admin import ReadOnlyAdmin, json_table
 from supplychain.events import selectors, services
 from supplychain.events.models import AuditArchive, AuditEntry, Delivery, OutboxEvent, Subscription
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records that are facts: viewable and searchable, never added, changed or deleted by hand."""
+class DashboardPanel(NamedTuple):
+    """A section another app adds to the operations dashboard: its template and what it shows."""
 
-    def has_add_permission(self, request):
-        return False
+    template: str
+    context: Callable[[HttpRequest], dict]
 
-    def has_change_permission(self, request, obj=None):
-        return False
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+dashboard_panels: list[DashboardPanel] = []
+
+
+def register_dashboard_panel(*, template: str, context: Callable[[HttpRequest], dict]) -> None:
+    """Show ``template`` (rendered with ``panel`` = ``context(request)``) on the dashboard, under the chart."""
+    dashboard_panels.append(DashboardPanel(template, context))
+
+
+# The per-minute chart, drawn on the server as SVG (no script, nothing fetched by the browser).
+CHART_BAR_STEP = 12  # pixels per minute: three 4-pixel bars
+CHART_HEIGHT = 140
+CHART_LEFT, CHART_TOP, CHART_BOTTOM = 44, 10, 40
+CHART_SERIES = (("published", "#447e9b"), ("succeeded", "#5b9a3c"), ("failed", "#ba2121"))
+CHART_LABEL_EVERY_MINUTES = 10
+
+
+def _chart(series: list[dict]) -> dict:
+    """Bars, axes, ticks and labels of the per-minute chart, in SVG coordinates."""
+    peak = max([1, *(point[key] for point in series for key, _ in CHART_SERIES)])
+    base = CHART_TOP + CHART_HEIGHT
+    bars = []
+    for index, point in enumerate(series):
+        for offset, (key, colour) in enumerate(CHART_SERIES):
+            height = round(CHART_HEIGHT * point[key] / peak)
+            bars.append(
+                {
+                    "x": CHART_LEFT + index * CHART_BAR_STEP + offset * 4,
+                    "y": base - height,
+                    "height": height,
+                    "colour": colour,
+                    "value": point[key],
+                    "key": key,
+                    "minute": timezone.localtime(point["minute"]),
+                }
+            )
+    y_ticks = [{"value": v, "y": base - round(CHART_HEIGHT * v / peak)} for v in sorted({0, peak // 2, peak})]
+    last = len(series) - 1
+    x_ticks = [
+        {
+            "x": CHART_LEFT + index * CHART_BAR_STEP + 6,
+            "label": timezone.localtime(series[index]["minute"]).strftime("%H:%M"),
+        }
+        for index in range(last, -1, -CHART_LABEL_EVERY_MINUTES)
+    ]
+    width = CHART_LEFT + len(series) * CHART_BAR_STEP + 24  # room for the last time label
+    return {
+        "bars": bars,
+        "peak": peak,
+        "y_ticks": y_ticks,
+        "x_ticks": x_ticks,
+        "left": CHART_LEFT,
+        "top": CHART_TOP,
+        "base": base,
+        "right": width - 24,
+        "width": width,
+        "height": base + CHART_BOTTOM,
+        "x_title": CHART_LEFT + (width - CHART_LEFT) // 2,
+        "y_title": CHART_TOP + CHART_HEIGHT // 2,
+        "timezone": timezone.get_current_timezone_name(),
+    }
 
 
 @admin.register(Subscription)
@@ -48,36 +114,12 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
     def dashboard_view(self, request):
         summary = selectors.operations_summary(minutes=60)
-        peak = max([1, *(max(p["published"], p["succeeded"] + p["failed"]) for p in summary["series"])])
-        bars = []
-        width = 12
-        for index, point in enumerate(summary["series"]):
-            x = index * width
-            for offset, key, colour in (
-                (0, "published", "#447e9b"),
-                (4, "succeeded", "#5b9a3c"),
-                (8, "failed", "#ba2121"),
-            ):
-                value = point[key]
-                height = round(140 * value / peak)
-                bars.append(
-                    {
-                        "x": x + offset,
-                        "y": 150 - height,
-                        "height": height,
-                        "colour": colour,
-                        "value": value,
-                        "key": key,
-                        "minute": point["minute"],
-                    }
-                )
         context = {
             **self.admin_site.each_context(request),
-            "title": "Event backbone: the last hour",
+            "title": "Operations: the event backbone's last hour and stock",
             "summary": summary,
-            "bars": bars,
-            "chart_width": width * len(summary["series"]),
-            "peak": peak,
+            "chart": _chart(summary["series"]),
+            "panels": [{"template": panel.template, "data": panel.context(request)} for panel in dashboard_panels],
             "dead_url": reverse("admin:events_delivery_changelist") + "?status__exact=dead",
         }
         return TemplateResponse(request, "admin/events/dashboard.html", context)
@@ -209,6 +251,22 @@ class OutboxEventAdmin(ReadOnlyAdmin):
     list_filter = ["type", ("relayed_at", admin.EmptyFieldListFilter)]
     search_fields = ["=event_id", "key", "correlation_id"]
     date_hierarchy = "occurred_at"
+    fields = [
+        "event_id",
+        "type",
+        "version",
+        "source",
+        "occurred_at",
+        "correlation_id",
+        "key",
+        "relayed_at",
+        "payload_table",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="payload")
+    def payload_table(self, obj):
+        return json_table(obj.payload)
 
 
 @admin.register(AuditEntry)
@@ -230,6 +288,12 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     search_fields = ["=correlation_id", "=entity_key", "=event_id", "=subscription", "error"]
     date_hierarchy = "occurred_at"
     show_full_result_count = False
+    exclude = ["data"]
+    readonly_fields = ["data_table"]
+
+    @admin.display(description="data")
+    def data_table(self, obj):
+        return json_table(obj.data)
 
 
 @admin.register(AuditArchive)

@@ -1,5 +1,8 @@
 """Operations views: admin pages and actions, the dashboard, and /metrics."""
 
+import re
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
@@ -103,3 +106,43 @@ def test_metrics_report_backlog_dead_letters_queues_and_published_counts(staff, 
 
     metrics.count_published({THING: 1})
     assert published() == before + 1
+
+
+def test_audit_log_shows_times_to_the_second(staff, dead_delivery):
+    from supplychain.events.models import AuditEntry
+
+    when = timezone.localtime(AuditEntry.objects.first().occurred_at)
+    html = staff.get("/admin/events/auditentry/").content.decode()
+    assert when.strftime("%H:%M:%S") in html
+
+
+def test_event_payload_is_a_table_not_raw_json(staff, dead_delivery):
+    page = staff.get(f"/admin/events/outboxevent/{dead_delivery.event_id}/change/").content.decode()
+    assert "&quot;sku&quot;" not in page and '"sku":' not in page
+    assert re.search(r"<th>\s*sku\s*</th>\s*<td>\s*ham\s*</td>", page)
+
+
+def test_celery_result_models_are_read_only(staff):
+    from django_celery_results.models import TaskResult
+
+    result = TaskResult.objects.create(task_id="abc-123", status="SUCCESS", task_name="stock.expire_batches")
+    assert staff.get("/admin/django_celery_results/taskresult/").status_code == 200
+    assert staff.get("/admin/django_celery_results/taskresult/add/").status_code == 403
+    assert staff.get(f"/admin/django_celery_results/taskresult/{result.pk}/delete/").status_code == 403
+    page = staff.get(f"/admin/django_celery_results/taskresult/{result.pk}/change/").content.decode()
+    assert "abc-123" in page and 'name="_save"' not in page
+    assert staff.get("/admin/django_celery_results/groupresult/add/").status_code == 403
+
+
+def test_dashboard_chart_has_a_time_axis_labels_and_a_value_scale(staff, dead_delivery):
+    from supplychain.events.models import AuditEntry
+
+    now = timezone.localtime(AuditEntry.objects.first().occurred_at)
+    html = staff.get("/admin/events/subscription/dashboard/").content.decode()
+    chart = html[html.index('id="events-chart"') :]
+    chart = chart[: chart.index("</svg>")]
+    labels = re.findall(r"<text[^>]*>([^<]+)</text>", chart)
+    assert now.strftime("%H:%M") in labels  # the x axis ends at the current minute
+    assert (now - timedelta(minutes=30)).strftime("%H:%M") in labels  # and is labelled along the way
+    assert "events per minute" in labels and "time" in " ".join(labels)  # axis titles
+    assert "0" in labels and "1" in labels  # the y scale, up to the peak

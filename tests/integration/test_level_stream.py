@@ -61,7 +61,9 @@ def test_streams_take_limited_threads_free_their_slot_on_disconnect_and_resume(r
         web.wait_until(answers, 60, "gunicorn to answer")
         first = requests.get(f"{base}/levels/stream", params={"sku": "ham"}, headers=token, stream=True, timeout=10)
         assert first.status_code == 200
-        snapshot = read_until_event(first.iter_lines(decode_unicode=True), "level")
+        # Hold on to the lines: an iterator dropped half-way closes the connection (the server would see it go).
+        lines = first.iter_lines(decode_unicode=True)
+        snapshot = read_until_event(lines, "level")
         assert '"available":"100.000"' in snapshot["data"]
 
         busy = requests.get(f"{base}/levels/stream", headers=token, timeout=10)
@@ -69,7 +71,7 @@ def test_streams_take_limited_threads_free_their_slot_on_disconnect_and_resume(r
         assert busy.json()["type"] == "streams_busy" and busy.headers["Retry-After"]
         assert requests.get(f"{base}/levels/", headers=token, timeout=10).status_code == 200  # the API has threads
 
-        first.close()  # the client goes away; the server finds out on its next write
+        first.close()  # the client goes away; the server sees it within half a second
         reserved = 0
 
         def slot_back() -> bool:
@@ -207,3 +209,32 @@ def test_a_later_transaction_with_a_lower_outbox_id_is_not_skipped_on_a_quiet_da
     assert len(changes) == 2, changes
     assert '"sku":"cheese"' in changes[0] and '"sku":"ham"' in changes[1]
     assert '"available":"6.000"' in changes[1]
+
+
+def test_a_client_that_disconnects_and_reconnects_at_once_gets_its_stream(real_services, process_env, log_dir):
+    """One slot per process: the slot of a client that went away is free for its immediate reconnect (no 503)."""
+    IngredientFactory(sku="ham")
+    token = {"Authorization": f"Token {bootstrap(demo=False).api_token}"}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api/v1/stock/levels/stream"
+    argv = [sys.executable, "-m", "gunicorn", "supplychain.wsgi:application", "-b", f"127.0.0.1:{port}"]
+    argv += ["-w", "1", "--worker-class", "gthread", "--threads", "3"]
+    env = {**process_env, "ALLOWED_HOSTS": "127.0.0.1", "STOCK_STREAMS_PER_PROCESS": "1"}
+
+    def answers() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    with running("reconnect-web", argv, env, log_dir) as web:
+        web.wait_until(answers, 60, "gunicorn to answer")
+        for attempt in range(3):
+            stream = requests.get(url, params={"sku": "ham"}, headers=token, stream=True, timeout=10)
+            assert stream.status_code == 200, (attempt, stream.text)
+            read_until_event(stream.iter_lines(decode_unicode=True), "level")
+            stream.close()  # the client goes away and comes straight back
+        started = time.monotonic()
+        again = requests.get(url, params={"sku": "ham", "max_seconds": 1}, headers=token, timeout=10)
+        assert again.status_code == 200, again.text
+        assert time.monotonic() - started < 5

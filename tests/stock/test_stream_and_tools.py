@@ -14,7 +14,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from stock import selectors, services, stream
-from stock.models import Receipt
+from stock.models import Batch, Movement, Receipt, Reservation
 from supplychain.core.bootstrap import bootstrap
 from tests.stock.factories import IngredientFactory, csv_opener
 
@@ -30,14 +30,6 @@ def ham():
         key="s.csv", open_stream=csv_opener(f"sku,quantity,best_before\nham,9,{best_before}\n"), source="upload"
     )
     services.reserve_stock(transaction_id="t", items=[services.Item("ham", 2)])
-
-
-@pytest.fixture(autouse=True)
-def no_stream_slots_left_over():
-    """Each test starts with every stream slot free, whatever an earlier failing test left open."""
-    stream.slots.open = 0
-    yield
-    stream.slots.open = 0
 
 
 def read_events(response) -> list[tuple[str, dict, str | None]]:
@@ -93,6 +85,19 @@ def test_stream_sends_current_levels_then_what_committed_after_their_position(ha
     assert [event for event, _, _ in read_events(browser)] == ["level", "level"]
     anonymous = APIClient().get("/api/v1/stock/levels/stream", HTTP_ACCEPT="text/event-stream")
     assert anonymous.status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unknown_sku_on_the_stream_is_a_404_naming_it_before_any_stream_starts(ham):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {bootstrap(demo=False).api_token}")
+    for accept in ("application/json", "text/event-stream"):
+        response = client.get("/api/v1/stock/levels/stream", {"sku": "ham,unicorn"}, HTTP_ACCEPT=accept)
+        assert response.status_code == 404
+        body = json.loads(response.content)
+        assert body["type"] == "ingredient_not_found" and body["status"] == 404
+        assert "unicorn" in body["detail"] and "ham" not in body["detail"]
+    assert stream.slots.open == 0  # no slot was taken for it
 
 
 @pytest.mark.django_db(transaction=True)
@@ -168,4 +173,35 @@ def test_simulation_receives_reserves_and_expires_keeping_the_invariants(setting
     assert "order sim-" in text
     assert "batch(es) expired" in text
     assert Receipt.objects.count() >= 2
+    assert selectors.invariant_violations() == []
+
+
+def test_simulation_touches_only_its_own_ingredients_and_never_expires_real_batches(settings, tmp_path):
+    settings.OBJECT_STORAGE = {**settings.OBJECT_STORAGE, "BUCKET": "", "LOCAL_DIR": tmp_path}
+    IngredientFactory(sku="ham")
+    services.ingest_receipt(
+        key="real.csv",
+        open_stream=csv_opener(
+            f"sku,quantity,best_before,lot\nham,50,{timezone.localdate() + timedelta(days=1)},REAL-1\n"
+        ),
+        source="upload",
+    )
+    services.reserve_stock(transaction_id="real-order", items=[services.Item("ham", 5)])
+    out = StringIO()
+    # Days of 0.6 s: the simulated date runs several days past the real batch's best-before.
+    call_command("simulate", "--speed", "2000", "--duration", "3", "--day-length", "1200", "--seed", "7", stdout=out)
+    assert "batch(es) expired" in out.getvalue()
+
+    real = Batch.objects.get(lot="REAL-1")
+    assert (real.status, real.quantity_remaining, real.quantity_reserved) == ("active", 50, 5)
+    assert Reservation.objects.get(transaction_id="real-order").allocations.get().batch == real
+    assert (
+        not Movement.objects.filter(ingredient__sku="ham")
+        .exclude(reservation__transaction_id="real-order")
+        .exclude(kind="receipt")
+        .exists()
+    )
+    assert not Reservation.objects.filter(allocations__ingredient__sku="ham").exclude(transaction_id="real-order")
+    simulated = Batch.objects.filter(ingredient__sku="sim-ham")
+    assert simulated.filter(status="expired").exists()  # its own batches did expire
     assert selectors.invariant_violations() == []

@@ -1,0 +1,1 @@
+"""Formats for the admin and templates, per language (FORMAT_MODULE_PATH)."""
