@@ -35,3 +35,8 @@ class ReservationClosed(Conflict):
 class ReceiptConflict(Conflict):
     type = "receipt_conflict"
     title = "A different file was already received under this key."
+
+
+class MasterDataConflict(Conflict):
+    type = "master_data_conflict"
+    title = "The change conflicts with the master data as it is."
