@@ -168,7 +168,7 @@ class Command(BaseCommand):
                 line
                 for token in credentials.tokens()
                 for line in (
-                    f"  {token['role'] + ' token':<15}{token['token']}   (user {token['username']})",
+                    f"  {token['role']:<15}{token['token']}   (API token of user {token['username']})",
                     f"  {'':<15}may {token['may']}",
                 )
             ),
