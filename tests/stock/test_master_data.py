@@ -462,3 +462,45 @@ def test_every_master_data_request_example_in_the_schema_is_accepted(operations,
                 assert response.status_code in (200, 201), (method, url, response.content)
                 sent += 1
     assert sent >= 6
+
+
+# ---- Concurrency -----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_upserts_of_the_same_new_key_both_succeed_and_create_it_once(monkeypatch):
+    """Both read the sku as missing and insert it; the second insert fails on the unique index and is redone."""
+    import threading
+
+    from django.db import connections
+
+    both_read = threading.Barrier(2, timeout=10)
+    first_try = threading.local()
+    original = Ingredient.objects.bulk_create
+
+    def bulk_create_after_both_read(objects, *args, **kwargs):
+        if objects and not getattr(first_try, "done", False):
+            first_try.done = True
+            both_read.wait()  # both transactions have looked and found nothing
+        return original(objects, *args, **kwargs)
+
+    monkeypatch.setattr(Ingredient.objects, "bulk_create", bulk_create_after_both_read)
+    results, failures = [], []
+
+    def upsert(name):
+        try:
+            results.append(services.upsert_ingredients(items=[services.IngredientData("ham", name, "g")])[0])
+        except Exception as exc:
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=upsert, args=(name,)) for name in ("Ham", "Sliced ham")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert failures == []
+    assert sorted(result.change for result in results) == ["created", "updated"]
+    assert Ingredient.objects.filter(sku="ham").count() == 1
+    assert [e["change"] for e in events("stock.ingredient_changed")] == ["created", "updated"]
