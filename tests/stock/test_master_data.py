@@ -504,3 +504,27 @@ def test_two_concurrent_upserts_of_the_same_new_key_both_succeed_and_create_it_o
     assert sorted(result.change for result in results) == ["created", "updated"]
     assert Ingredient.objects.filter(sku="ham").count() == 1
     assert [e["change"] for e in events("stock.ingredient_changed")] == ["created", "updated"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_gives_existing_suppliers_unique_codes_from_their_names():
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("stock", "0006_level_changes_by_transaction")], [("stock", "0007_master_data_supplier_code")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps.get_model("stock", "Supplier")
+    for name in ("Farm Fresh Ltd", "farm fresh ltd", "Ünïcödé GmbH", "***"):
+        old.objects.create(name=name)
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(after)
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    assert dict(Supplier.objects.values_list("name", "code")) == {
+        "Farm Fresh Ltd": "farm-fresh-ltd",
+        "farm fresh ltd": "farm-fresh-ltd-2",
+        "Ünïcödé GmbH": "unicode-gmbh",
+        "***": "supplier",
+    }
