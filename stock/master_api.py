@@ -102,6 +102,14 @@ def _bulk_responses(conflict: str | None = None) -> dict:
     return responses
 
 
+class KeysFilter(django_filters.BaseInFilter, django_filters.CharFilter):
+    """Comma-separated keys, each checked as a form CharField (no NUL bytes, at most the key length)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", NATURAL_KEY_MAX_LENGTH)
+        super().__init__(**kwargs)
+
+
 NOT_FOUND = error_response(404, "No such key.", error_body(type="not_found", status=404, detail="Not found."))
 
 
@@ -195,7 +203,7 @@ IngredientBulkInput = _bulk_of(IngredientInput, "IngredientBulkInput")
 
 
 class IngredientFilter(django_filters.FilterSet):
-    sku = django_filters.BaseInFilter(field_name="sku", help_text="Comma-separated skus.")
+    sku = KeysFilter(field_name="sku", help_text="Comma-separated skus.")
     unit = django_filters.ChoiceFilter(choices=Ingredient.Unit.choices)
 
     class Meta:
@@ -312,9 +320,12 @@ RecipeBulkInput = _bulk_of(RecipeInput, "RecipeBulkInput")
 
 
 class RecipeFilter(django_filters.FilterSet):
-    code = django_filters.BaseInFilter(field_name="code", help_text="Comma-separated codes.")
+    code = KeysFilter(field_name="code", help_text="Comma-separated codes.")
     ingredient = django_filters.CharFilter(
-        field_name="lines__ingredient__sku", distinct=True, help_text="Recipes that use this sku."
+        field_name="lines__ingredient__sku",
+        distinct=True,
+        max_length=NATURAL_KEY_MAX_LENGTH,
+        help_text="Recipes that use this sku.",
     )
 
     class Meta:
@@ -415,7 +426,7 @@ SupplierBulkInput = _bulk_of(SupplierInput, "SupplierBulkInput")
 
 
 class SupplierFilter(django_filters.FilterSet):
-    code = django_filters.BaseInFilter(field_name="code", help_text="Comma-separated codes.")
+    code = KeysFilter(field_name="code", help_text="Comma-separated codes.")
 
     class Meta:
         model = Supplier

@@ -167,6 +167,23 @@ def test_list_is_paginated_filtered_and_searchable(operations):
     by_sku = operations.get("/api/v1/stock/ingredients/", {"sku": "onion,ham"}).json()["results"]
     assert [i["sku"] for i in by_sku] == ["ham", "onion"]
     assert operations.get("/api/v1/stock/ingredients/", {"unit": "stone"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("url", "query"),
+    [
+        ("/api/v1/stock/ingredients/", {"sku": "ham,a\x00b"}),
+        ("/api/v1/stock/ingredients/", {"sku": "x" * 65}),
+        ("/api/v1/stock/ingredients/", {"search": "a\x00b"}),
+        ("/api/v1/stock/recipes/", {"code": "a\x00"}),
+        ("/api/v1/stock/recipes/", {"ingredient": "a\x00"}),
+        ("/api/v1/stock/suppliers/", {"code": "a\x00"}),
+    ],
+)
+def test_bad_filter_values_get_400_not_a_database_error(operations, url, query):
+    response = operations.get(url, query)
+    assert response.status_code == 400, response.content
+    assert response.json()["type"] == "validation_error"
     assert operations.get("/api/v1/stock/ingredients/nope/").status_code == 404
 
 
