@@ -45,3 +45,8 @@ class ReceiptConflict(Conflict):
 class TransactionIdRepeated(Unprocessable):
     type = "transaction_id_repeated"
     title = "This transaction id appears more than once in the group."
+
+
+class MasterDataConflict(Conflict):
+    type = "master_data_conflict"
+    title = "The change conflicts with the master data as it is."

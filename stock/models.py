@@ -8,10 +8,19 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils.text import slugify
 
 QUANTITY = {"max_digits": 14, "decimal_places": 3}
+# Natural keys that name master data in URLs (sku, recipe code, supplier code): slugs (the columns are
+# SlugFields) that are also identifiers of the one alphabet (supplychain.core.identifiers), so 1 to 64
+# letters, digits, '-' and '_', starting with a letter or a digit.
+NATURAL_KEY_MAX_LENGTH = 64
+NATURAL_KEY_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
+NATURAL_KEY_RULE = "1 to 64 characters of A-Z, a-z, 0-9, '_' and '-', starting with a letter or a digit"
+natural_key_validator = RegexValidator(rf"\A{NATURAL_KEY_PATTERN}\Z", message=f"Not a valid key: {NATURAL_KEY_RULE}.")
 
 
 class Ingredient(models.Model):
@@ -22,7 +31,7 @@ class Ingredient(models.Model):
         LITRE = "l", "litre"
         UNIT = "unit", "unit"
 
-    sku = models.SlugField(max_length=64, unique=True)
+    sku = models.SlugField(max_length=NATURAL_KEY_MAX_LENGTH, unique=True, validators=[natural_key_validator])
     name = models.CharField(max_length=200)
     unit = models.CharField(max_length=8, choices=Unit.choices, default=Unit.UNIT)
     low_stock_threshold = models.DecimalField(**QUANTITY, default=Decimal(0))
@@ -34,11 +43,33 @@ class Ingredient(models.Model):
         return self.sku
 
 
+def supplier_code_from_name(name: str, taken: set[str]) -> str:
+    """A supplier code derived from its name (``Farm Fresh Ltd`` -> ``farm-fresh-ltd``), unique among ``taken``.
+
+    For suppliers that arrive by name only (a receipt's supplier column, rows from before codes existed);
+    the code is added to ``taken``.
+    """
+    base = slugify(name)[:NATURAL_KEY_MAX_LENGTH].strip("-_") or "supplier"
+    code, number = base, 1
+    while code.lower() in taken:
+        number += 1
+        suffix = f"-{number}"
+        code = base[: NATURAL_KEY_MAX_LENGTH - len(suffix)] + suffix
+    taken.add(code.lower())
+    return code
+
+
 class Supplier(models.Model):
+    """A supplier: named by receipts (``name``), addressed in URLs and by ERP sync by its ``code``."""
+
+    code = models.SlugField(max_length=NATURAL_KEY_MAX_LENGTH, unique=True, validators=[natural_key_validator])
     name = models.CharField(max_length=200, unique=True)
 
     class Meta:
         ordering = ["name"]
+        # A supplier written without a code (a bulk insert that forgot it) fails loudly instead of
+        # taking the empty code, which a second one would then conflict with silently.
+        constraints = [models.CheckConstraint(condition=~Q(code=""), name="supplier_code_not_empty")]
 
     def __str__(self) -> str:
         return self.name
@@ -47,7 +78,7 @@ class Supplier(models.Model):
 class Recipe(models.Model):
     """A bill of materials: what one portion needs (used by orders and forecasting)."""
 
-    code = models.SlugField(max_length=64, unique=True)
+    code = models.SlugField(max_length=NATURAL_KEY_MAX_LENGTH, unique=True, validators=[natural_key_validator])
     name = models.CharField(max_length=200)
 
     class Meta:

@@ -1,4 +1,4 @@
-"""Reads of stock: levels, batches expiring soon, traceability, and the invariant audit."""
+"""Reads of stock: master data, levels, batches expiring soon, traceability, and the invariant audit."""
 
 from __future__ import annotations
 
@@ -8,13 +8,29 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import BooleanField, DecimalField, ExpressionWrapper, F, Q, Sum, Value
+from django.db.models import BooleanField, DecimalField, ExpressionWrapper, F, Prefetch, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from stock.models import Allocation, Batch, Ingredient, Movement, StockLevel
+from stock.models import Allocation, Batch, Ingredient, Movement, Recipe, RecipeIngredient, StockLevel, Supplier
 
 ZERO = Decimal(0)
+
+
+def ingredients():
+    """Every ingredient, by sku."""
+    return Ingredient.objects.order_by("sku")
+
+
+def recipes():
+    """Every recipe by code, its bill of materials loaded (lines by sku, with the ingredient's unit)."""
+    lines = RecipeIngredient.objects.select_related("ingredient").order_by("ingredient__sku")
+    return Recipe.objects.prefetch_related(Prefetch("lines", queryset=lines)).order_by("code")
+
+
+def suppliers():
+    """Every supplier, by code."""
+    return Supplier.objects.order_by("code")
 
 
 def stock_levels():

@@ -102,3 +102,36 @@ def test_production_logs_are_json_lines_with_the_correlation_id(tmp_path):
     assert line["message"] == "stock low"
     assert line["correlation_id"] == "corr-abc"
     assert line["level"] == "WARNING"
+
+
+SECURITY_SETTINGS = textwrap.dedent(
+    """
+    import json, django
+    from django.conf import settings
+    django.setup()
+    names = ["SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS",
+             "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD", "CSRF_TRUSTED_ORIGINS"]
+    print(json.dumps({name: getattr(settings, name) for name in names}))
+    """
+)
+
+
+def test_production_is_https_only_by_default_and_a_plain_http_trial_can_turn_it_off(tmp_path):
+    production = {"SUPPLYCHAIN_ENV": "production", "SECRET_KEY": "k" * 60, "ALLOWED_HOSTS": "x"}
+    hardened = json.loads(run_python(SECURITY_SETTINGS, clean_env(tmp_path, **production)).stdout)
+    assert hardened["SECURE_SSL_REDIRECT"] and hardened["SESSION_COOKIE_SECURE"] and hardened["CSRF_COOKIE_SECURE"]
+    assert hardened["SECURE_HSTS_SECONDS"] == 31536000
+    trial = {  # what the README's configuration table says to set for a trial over plain HTTP
+        "SECURE_SSL_REDIRECT": "false",
+        "SESSION_COOKIE_SECURE": "false",
+        "CSRF_COOKIE_SECURE": "false",
+        "SECURE_HSTS_SECONDS": "0",
+        "CSRF_TRUSTED_ORIGINS": "http://x:8000",
+    }
+    found = json.loads(run_python(SECURITY_SETTINGS, clean_env(tmp_path, **production, **trial)).stdout)
+    assert found == {
+        **hardened,
+        **{name: False for name in ("SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE")},
+        "SECURE_HSTS_SECONDS": 0,
+        "CSRF_TRUSTED_ORIGINS": ["http://x:8000"],
+    }

@@ -2,12 +2,14 @@
 
 One module per job, re-exported here so callers write ``from stock import services``:
 ``levels`` (the locked levels and the ledger), ``reservations`` (reserve, commit, release, holds),
-``expiry`` (batches past best-before), ``receipts`` (CSV files to batches; the parser itself is
+``expiry`` (batches past best-before), ``master_data`` (ingredients, recipes and suppliers upserted by
+natural key), ``receipts`` (CSV files to batches; the parser itself is
 ``stock.receipt_parser``). The domain errors live in ``stock.errors``.
 """
 
 from stock.errors import (
     InvalidItems,
+    MasterDataConflict,
     ReceiptConflict,
     ReservationClosed,
     ReservationNotFound,
@@ -18,6 +20,23 @@ from stock.errors import (
 from stock.receipt_parser import MAX_REPORTED_ERRORS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, file_sha256
 from stock.services.expiry import expire_batches
 from stock.services.levels import MILLI, ZERO, LevelBook
+from stock.services.master_data import (
+    MAX_BULK,
+    MAX_RECIPE_LINES,
+    Change,
+    IngredientData,
+    RecipeData,
+    RecipeLine,
+    SupplierData,
+    Upserted,
+    suppliers_named,
+    upsert_ingredient,
+    upsert_ingredients,
+    upsert_recipe,
+    upsert_recipes,
+    upsert_supplier,
+    upsert_suppliers,
+)
 from stock.services.receipts import (
     BATCH_FIELDS,
     CHUNK_ROWS,
@@ -46,24 +65,33 @@ __all__ = [
     "BATCH_FIELDS",
     "CHUNK_ROWS",
     "GROUP_LIMIT",
+    "MAX_BULK",
+    "MAX_RECIPE_LINES",
     "MAX_REPORTED_ERRORS",
     "MILLI",
     "OPTIONAL_COLUMNS",
     "REQUIRED_COLUMNS",
     "RESERVE_EVENT_TYPES",
     "ZERO",
+    "Change",
+    "IngredientData",
     "InvalidItems",
     "Item",
     "LevelBook",
+    "MasterDataConflict",
     "ReceiptConflict",
     "ReceiptOutcome",
+    "RecipeData",
+    "RecipeLine",
     "ReservationClosed",
     "ReservationNotFound",
     "ReservationRequest",
     "ReservationResult",
+    "SupplierData",
     "TransactionIdRepeated",
     "TransactionIdReused",
     "UnknownSku",
+    "Upserted",
     "commit_reservation",
     "expire_batches",
     "file_sha256",
@@ -77,4 +105,11 @@ __all__ = [
     "reservation_document",
     "reserve_many",
     "reserve_stock",
+    "suppliers_named",
+    "upsert_ingredient",
+    "upsert_ingredients",
+    "upsert_recipe",
+    "upsert_recipes",
+    "upsert_supplier",
+    "upsert_suppliers",
 ]

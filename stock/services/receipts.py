@@ -16,9 +16,10 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from stock.errors import ReceiptConflict
-from stock.models import Batch, Ingredient, Movement, Receipt, Supplier
+from stock.models import Batch, Ingredient, Movement, Receipt
 from stock.receipt_parser import HashingReader, Tally, chunks, file_sha256, parse_rows, read_header
 from stock.services.levels import ZERO, LevelBook
+from stock.services.master_data import suppliers_named
 from supplychain.core.db import ConnectionWorker, copy_rows
 from supplychain.events.services import NewEvent, publish_many
 
@@ -227,10 +228,7 @@ def _received_lots(pairs: set[tuple[int, str]]) -> set[tuple[int, str]]:
 
 
 def _suppliers(names: set[str]) -> dict[str, int]:
-    if not names:
-        return {}
-    Supplier.objects.bulk_create([Supplier(name=name) for name in names], ignore_conflicts=True)
-    return dict(Supplier.objects.filter(name__in=names).values_list("name", "id"))
+    return suppliers_named(names=names)  # creates the missing ones, each with a code (stock.services.master_data)
 
 
 # ---- Receipts from object storage -----------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""First-run set-up for ``make run``: the admin user, a least-privilege API user and token, demo data.
+"""First-run set-up for ``make run``: the admin user, the role groups, API users with tokens, demo data.
+
+The roles (``ROLES``) are the one place that says what each kind of API caller may do; ``issue_token``
+gives a user a role and a token (``manage.py issue_token``).
 
 Every step is idempotent: running it again changes nothing and reports the same credentials.
 """
@@ -9,19 +12,22 @@ import importlib
 import os
 import secrets
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
+from supplychain.core.errors import InvalidUsername, UnknownRole, UnknownUser
 from supplychain.core.models import Milestone
 
 ADMIN_USERNAME = "admin"
 # What each role may do, as "app_label.codename"; later capabilities add theirs.
-PLATFORM_PERMISSIONS = [
+PLATFORM_PERMISSIONS = (
     "events.add_outboxevent",
     "events.view_outboxevent",
     "stock.add_reservation",
@@ -29,8 +35,14 @@ PLATFORM_PERMISSIONS = [
     "stock.view_reservation",
     "stock.add_receipt",
     "stock.view_receipt",
-]
-OPERATIONS_PERMISSIONS = [
+    "stock.view_ingredient",
+    "stock.view_recipe",
+)
+# Upserting master data through the API needs add and change (an upsert may do either); reading needs view.
+MASTER_DATA_PERMISSIONS = tuple(
+    f"stock.{action}_{model}" for model in ("ingredient", "recipe", "supplier") for action in ("view", "add", "change")
+)
+OPERATIONS_PERMISSIONS = (
     "events.view_outboxevent",
     "events.view_subscription",
     "events.change_subscription",
@@ -38,8 +50,7 @@ OPERATIONS_PERMISSIONS = [
     "events.change_delivery",
     "events.view_auditentry",
     "events.view_auditarchive",
-    "stock.view_ingredient",
-    "stock.change_ingredient",
+    *MASTER_DATA_PERMISSIONS,
     "stock.view_batch",
     "stock.view_receipt",
     "stock.add_receipt",
@@ -49,8 +60,51 @@ OPERATIONS_PERMISSIONS = [
     "django_celery_beat.view_periodictask",
     "django_celery_beat.change_periodictask",
     "django_celery_results.view_taskresult",
-]
+)
+ERP_PERMISSIONS = (*MASTER_DATA_PERMISSIONS, "stock.add_receipt", "stock.view_receipt")
+
+
+class Role(NamedTuple):
+    """A role group: who it is for, what it may do (printed with its tokens), and its permissions."""
+
+    name: str
+    may: str
+    permissions: tuple[str, ...]
+
+
+ROLES = {
+    role.name: role
+    for role in (
+        Role(
+            "platform",
+            "publish events, reserve/commit/release stock, upload receipts, read levels, batches, ingredients "
+            "and recipes; not subscriptions, deliveries, the audit log or master-data changes",
+            PLATFORM_PERMISSIONS,
+        ),
+        Role(
+            "operations",
+            "everything platform may read, plus subscriptions, deliveries and redrive, the audit log, "
+            "master data (ingredients, recipes, suppliers) and receipts; not publishing events or reserving",
+            OPERATIONS_PERMISSIONS,
+        ),
+        Role(
+            "erp",
+            "master data (list, read and upsert ingredients, recipes, suppliers, also in bulk) and receipts",
+            ERP_PERMISSIONS,
+        ),
+    )
+}
 API_USERNAME = "platform"
+OPERATIONS_USERNAME = "operations"
+
+
+class IssuedToken(NamedTuple):
+    username: str
+    role: str
+    token: str
+    may: str
+    user_created: bool
+    token_created: bool
 
 
 @dataclass
@@ -59,7 +113,21 @@ class Credentials:
     admin_password: str | None
     api_username: str
     api_token: str
+    operations_username: str
+    operations_token: str
     demo_loaded_now: bool
+
+    def tokens(self) -> list[dict]:
+        """Both API tokens, with their role and what each may do (for printing)."""
+        return [
+            {"username": self.api_username, "role": "platform", "token": self.api_token, "may": ROLES["platform"].may},
+            {
+                "username": self.operations_username,
+                "role": "operations",
+                "token": self.operations_token,
+                "may": ROLES["operations"].may,
+            },
+        ]
 
 
 def _admin_password() -> str:
@@ -74,7 +142,7 @@ def _admin_password() -> str:
     return path.read_text().strip()
 
 
-def _group(name: str, permissions: list[str]) -> Group:
+def _group(name: str, permissions: tuple[str, ...]) -> Group:
     """The role group ``name`` holding exactly ``permissions`` (created or brought up to date)."""
     group, _ = Group.objects.get_or_create(name=name)
     wanted = []
@@ -103,6 +171,7 @@ def load_demo_data() -> bool:
 
 
 def bootstrap(*, demo: bool = True) -> Credentials:
+    """The admin user, the platform and operations API users with their tokens, the role groups, demo data."""
     User = get_user_model()
     password = _admin_password()
     with transaction.atomic():
@@ -112,12 +181,55 @@ def bootstrap(*, demo: bool = True) -> Credentials:
         if created:
             admin.set_password(password)
             admin.save()
-        # Platforms call the API as a plain (non-staff) user holding only the permissions they need.
-        api_user, _ = User.objects.get_or_create(username=API_USERNAME, defaults={"is_staff": False})
-        platform_group = _group("platform", PLATFORM_PERMISSIONS)
-        api_user.groups.add(platform_group)
-        _group("operations", OPERATIONS_PERMISSIONS)
-        token, _ = Token.objects.get_or_create(user=api_user)
+        for role in ROLES.values():
+            _group(role.name, role.permissions)
+        # API users are plain (non-staff) users holding only their role's permissions.
+        platform = issue_token(username=API_USERNAME, role="platform", create_user=True)
+        operations = issue_token(username=OPERATIONS_USERNAME, role="operations", create_user=True)
     demo_loaded_now = load_demo_data() if demo else False
     shown_password = password if admin.check_password(password) else None
-    return Credentials(ADMIN_USERNAME, shown_password, API_USERNAME, token.key, demo_loaded_now)
+    return Credentials(
+        ADMIN_USERNAME,
+        shown_password,
+        platform.username,
+        platform.token,
+        operations.username,
+        operations.token,
+        demo_loaded_now,
+    )
+
+
+@transaction.atomic
+def issue_token(*, username: str, role: str, create_user: bool = False, rotate: bool = False) -> IssuedToken:
+    """The API token of ``username``, who is given the role group ``role`` (kept up to date).
+
+    The user must exist unless ``create_user`` (then a non-staff user without a password, who can only
+    use the API). A user has one token: it is created once and kept, unless ``rotate`` replaces it
+    (the old one stops working at once). Other groups the user holds are kept.
+    """
+    if role not in ROLES:
+        raise UnknownRole(
+            f"No role {role!r}; the roles are {', '.join(ROLES)}.", errors={"role": [f"One of {', '.join(ROLES)}."]}
+        )
+    User = get_user_model()
+    try:
+        User.username_validator(username)
+        User._meta.get_field(User.USERNAME_FIELD).run_validators(username)
+    except ValidationError as exc:
+        raise InvalidUsername(
+            f"Not a valid user name: {' '.join(exc.messages)}", errors={"user": exc.messages}
+        ) from None
+    user = User.objects.filter(**{User.USERNAME_FIELD: username}).first()
+    user_created = False
+    if user is None:
+        if not create_user:
+            raise UnknownUser(f"No user {username!r} (create it with --create).", errors={"user": ["No such user."]})
+        user = User(**{User.USERNAME_FIELD: username}, is_staff=False)
+        user.set_unusable_password()
+        user.save()
+        user_created = True
+    user.groups.add(_group(role, ROLES[role].permissions))
+    if rotate:
+        Token.objects.filter(user=user).delete()
+    token, token_created = Token.objects.get_or_create(user=user)
+    return IssuedToken(username, role, token.key, ROLES[role].may, user_created, token_created)

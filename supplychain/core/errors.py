@@ -35,3 +35,21 @@ class Unprocessable(DomainError):
     status = 422
     type = "unprocessable"
     title = "The request cannot be processed as sent."
+
+
+# ---- Operator access (supplychain.core.bootstrap) ----
+
+
+class UnknownRole(DomainError):
+    type = "unknown_role"
+    title = "No such role."
+
+
+class UnknownUser(NotFound):
+    type = "unknown_user"
+    title = "No such user."
+
+
+class InvalidUsername(DomainError):
+    type = "invalid_username"
+    title = "Not a valid user name."

@@ -1,10 +1,13 @@
-"""``manage.py bootstrap`` is idempotent and gives platforms a least-privilege token."""
+"""``manage.py bootstrap`` is idempotent and gives platforms and operators least-privilege tokens; ``issue_token``."""
+
+import json
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
 
-from supplychain.core.bootstrap import bootstrap
+from supplychain.core.bootstrap import bootstrap, issue_token
 from supplychain.core.models import Milestone
 
 pytestmark = pytest.mark.django_db
@@ -43,3 +46,99 @@ def test_bootstrap_command_prints_the_token(capsys):
     out = capsys.readouterr().out
     token = bootstrap(demo=False).api_token
     assert token in out
+
+
+# ---- Operator access: the operations token, issue_token, and what each role may call ----------------
+
+
+def client_with(token: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client
+
+
+def test_bootstrap_creates_an_operations_api_user_with_its_own_token():
+    credentials = bootstrap(demo=False)
+    assert credentials.operations_token != credentials.api_token
+    user = get_user_model().objects.get(username="operations")
+    assert not user.is_staff and not user.is_superuser and not user.has_usable_password()
+    assert list(user.groups.values_list("name", flat=True)) == ["operations"]
+    assert bootstrap(demo=False).operations_token == credentials.operations_token
+
+
+@pytest.mark.parametrize("url", ["/api/v1/subscriptions/", "/api/v1/deliveries/", "/api/v1/audit/"])
+def test_operators_read_what_the_platform_token_may_not(url):
+    credentials = bootstrap(demo=False)
+    assert client_with(credentials.api_token).get(url).status_code == 403
+    assert client_with(credentials.operations_token).get(url).status_code == 200
+
+
+def test_the_platform_role_cannot_master_data_and_the_erp_role_can():
+    bootstrap(demo=False)
+    platform = get_user_model().objects.get(username="platform")
+    erp = get_user_model().objects.get(username=issue_token(username="erp-sync", role="erp", create_user=True).username)
+    for model in ("ingredient", "recipe", "supplier"):
+        assert not platform.has_perm(f"stock.add_{model}") and not platform.has_perm(f"stock.change_{model}")
+        assert erp.has_perm(f"stock.add_{model}") and erp.has_perm(f"stock.change_{model}")
+    assert not erp.has_perm("events.view_delivery") and not erp.has_perm("stock.add_reservation")
+
+
+def test_bootstrap_command_prints_both_tokens_with_what_each_may_do(capsys):
+    call_command("bootstrap", "--no-demo")
+    out = capsys.readouterr().out
+    credentials = bootstrap(demo=False)
+    platform_line = next(line for line in out.splitlines() if credentials.api_token in line)
+    operations_line = next(line for line in out.splitlines() if credentials.operations_token in line)
+    assert "platform token" in platform_line and "(user platform)" in platform_line
+    assert "operations token" in operations_line and "(user operations)" in operations_line
+    assert "may subscriptions" not in out and "deliveries" in out
+
+
+def test_bootstrap_json_is_for_scripts(capsys):
+    call_command("bootstrap", "--no-demo", "--json")
+    printed = json.loads(capsys.readouterr().out)
+    credentials = bootstrap(demo=False)
+    assert printed["tokens"]["platform"]["token"] == credentials.api_token
+    assert printed["tokens"]["operations"]["token"] == credentials.operations_token
+    assert printed["tokens"]["operations"]["username"] == "operations"
+    assert set(printed["admin"]) == {"username", "password"}
+    assert printed["demo_loaded_now"] is False
+
+
+def test_issue_token_creates_the_user_when_asked_and_prints_a_working_token(capsys):
+    bootstrap(demo=False)
+    with pytest.raises(CommandError, match="No user 'alice'"):
+        call_command("issue_token", "--user", "alice", "--role", "operations")
+    assert not get_user_model().objects.filter(username="alice").exists()
+    call_command("issue_token", "--user", "alice", "--role", "operations", "--create")
+    token = capsys.readouterr().out.strip()
+    assert client_with(token).get("/api/v1/deliveries/").status_code == 200
+    call_command("issue_token", "--user", "alice", "--role", "operations")
+    assert capsys.readouterr().out.strip() == token  # the same token again: one per user
+    alice = get_user_model().objects.get(username="alice")
+    assert not alice.is_staff and list(alice.groups.values_list("name", flat=True)) == ["operations"]
+
+
+def test_issue_token_json_and_rotate(capsys):
+    call_command("issue_token", "--user", "erp-sync", "--role", "erp", "--create", "--json")
+    first = json.loads(capsys.readouterr().out)
+    assert first["username"] == "erp-sync" and first["role"] == "erp"
+    assert first["user_created"] is True and first["token_created"] is True and "master data" in first["may"]
+    call_command("issue_token", "--user", "erp-sync", "--role", "erp", "--rotate", "--json")
+    second = json.loads(capsys.readouterr().out)
+    assert second["token"] != first["token"] and second["user_created"] is False
+    assert client_with(first["token"]).get("/api/v1/stock/ingredients/").status_code == 401
+    assert client_with(second["token"]).get("/api/v1/stock/ingredients/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--user", "bob", "--role", "root", "--create"], "invalid choice"),
+        (["--user", "bob smith", "--role", "erp", "--create"], "Not a valid user name"),
+    ],
+)
+def test_issue_token_refuses_unknown_roles_and_bad_names(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("issue_token", *args)
+    assert not get_user_model().objects.filter(username__startswith="bob").exists()

@@ -7,7 +7,6 @@ readiness, a ping sent through the API and seen in Flower, a chord, a countdown 
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -58,8 +57,9 @@ def manage(env, *args, timeout=120) -> subprocess.CompletedProcess:
 def test_run_stack_on_the_embedded_default(embedded_env, tmp_path):
     migrated = manage(embedded_env, "migrate", "--noinput")
     assert migrated.returncode == 0, migrated.stderr
-    bootstrapped = manage(embedded_env, "bootstrap")
-    token = re.search(r"API token\s*:\s*(\w+)", bootstrapped.stdout).group(1)
+    bootstrapped = manage(embedded_env, "bootstrap", "--json")
+    tokens = json.loads(bootstrapped.stdout)["tokens"]
+    token, operations_token = tokens["platform"]["token"], tokens["operations"]["token"]
 
     stack = ManagedProcess(
         "runstack",
@@ -69,7 +69,7 @@ def test_run_stack_on_the_embedded_default(embedded_env, tmp_path):
     )
     try:
         stack.wait_until(lambda: "supplychain is running" in stack.output(), timeout=90, what="the stack banner")
-        assert token in stack.output()
+        assert token in stack.output() and operations_token in stack.output()  # both printed, each with its role
         for queue in ("events", "dispatch", "ingest", "forecast", "default"):
             stack.wait_until(
                 lambda q=queue: f"{q}@" in stack.output() and "ready." in stack.output(),

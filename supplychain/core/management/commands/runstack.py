@@ -164,9 +164,18 @@ class Command(BaseCommand):
             f"  password {credentials.admin_password or '(changed; not shown)'}",
             f"  Flower         http://{host}:{flower_port}/   (same user and password)",
             f"  readiness      {base}/readyz",
-            f"  API token      {credentials.api_token}   (user {credentials.api_username})",
+            *(
+                line
+                for token in credentials.tokens()
+                for line in (
+                    f"  {token['role']:<15}{token['token']}   (API token of user {token['username']})",
+                    f"  {'':<15}may {token['may']}",
+                )
+            ),
             f"  try            curl -X POST -H 'Authorization: Token {credentials.api_token}' "
             f"{base}/api/v1/diagnostics/ping/",
+            f"                 curl -H 'Authorization: Token {credentials.operations_token}' {base}/api/v1/deliveries/",
+            "  more tokens    manage.py issue_token --user NAME --role platform|operations|erp --create",
             "",
         ]
         self.stdout.write("\n".join(lines))
