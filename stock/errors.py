@@ -35,3 +35,14 @@ class ReservationClosed(Conflict):
 class ReceiptConflict(Conflict):
     type = "receipt_conflict"
     title = "A different file was already received under this key."
+
+
+class InvalidReceiptKey(DomainError):
+    status = 400
+    type = "validation_error"  # the API's shape for a request that is not valid
+    title = "Not a valid receipt key."
+
+
+class LevelOverflow(Conflict):
+    type = "level_overflow"
+    title = "A level would pass the most its column holds."

@@ -1,0 +1,167 @@
+"""Receipts at the boundary: rows no column holds are refused on their own; notification bodies and keys are checked."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from stock import selectors
+from stock.models import Batch, Receipt, StockLevel, Supplier
+from supplychain.core.bootstrap import bootstrap
+from tests.stock.factories import IngredientFactory
+
+pytestmark = pytest.mark.django_db
+D = Decimal
+
+
+def day(offset: int) -> str:
+    return (timezone.localdate() + timedelta(days=offset)).isoformat()
+
+
+@pytest.fixture
+def platform():
+    token = bootstrap(demo=False).api_token
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client
+
+
+@pytest.fixture
+def staff():
+    user = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def upload(client, name: str, data: bytes, **extra):
+    return client.post(
+        "/api/v1/stock/receipts/", {"file": SimpleUploadedFile(name, data, "text/csv"), **extra}, format="multipart"
+    )
+
+
+def assert_stock_reads(client, staff, sku: str) -> None:
+    """Every read of the ingredient answers (levels, batches, a reservation, the admin's batch list)."""
+    assert client.get("/api/v1/stock/levels/", {"sku": sku}).status_code == 200
+    batches = client.get("/api/v1/stock/batches/", {"sku": sku})
+    assert batches.status_code == 200
+    for batch in batches.json()["results"]:
+        assert client.get(f"/api/v1/stock/batches/{batch['id']}/").status_code == 200
+    reserve = client.post(
+        "/api/v1/stock/reservations/",
+        {"transaction_id": f"probe-{sku}", "items": [{"sku": sku, "quantity": 1}]},
+        format="json",
+    )
+    assert reserve.status_code in (201, 409), reserve.content
+    assert client.get("/api/v1/stock/receipts/").status_code == 200
+    assert staff.get("/admin/stock/batch/").status_code == 200
+    assert staff.get("/admin/stock/ingredient/").status_code == 200
+    assert selectors.invariant_violations() == []
+
+
+def errors_of(body) -> list[tuple[int, str]]:
+    return [(error["line"], error["column"]) for error in body["errors"]]
+
+
+def test_a_quantity_no_column_holds_is_refused_on_its_own_and_the_ingredient_stays_readable(platform, staff):
+    IngredientFactory(sku="cheese")
+    text = f"sku,quantity,best_before,lot\ncheese,99999999999999999999,{day(20)},L1\ncheese,4,{day(20)},L2\n"
+    response = upload(platform, "huge.csv", text.encode())
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["rows_total"], body["rows_ingested"]) == (2, 1)
+    assert errors_of(body) == [(2, "quantity")]
+    assert "at most" in body["errors"][0]["reason"]
+    assert StockLevel.objects.get(ingredient__sku="cheese").on_hand == D(4)
+    assert_stock_reads(platform, staff, "cheese")
+
+
+def test_1e400_is_refused_on_its_own(platform, staff):
+    IngredientFactory(sku="cheese")
+    text = f"sku,quantity,best_before,lot\ncheese,1e400,{day(20)},L1\ncheese,4,{day(20)},L2\n"
+    response = upload(platform, "exp.csv", text.encode())
+    assert response.status_code == 201, response.content
+    assert errors_of(response.json()) == [(2, "quantity")]
+    assert_stock_reads(platform, staff, "cheese")
+
+
+def test_rows_that_would_push_a_level_past_its_column_are_refused_in_file_order(platform, staff):
+    IngredientFactory(sku="cheese")
+    IngredientFactory(sku="ham")
+    first = f"sku,quantity,best_before,lot\ncheese,60000000000,{day(20)},A\n"
+    assert upload(platform, "first.csv", first.encode()).status_code == 201
+    # The level holds 60e9 of at most 99,999,999,999.999: 30e9 fits, the next 30e9 does not, 5e9 fits again.
+    text = (
+        "sku,quantity,best_before,lot\n"
+        f"cheese,30000000000,{day(20)},B\n"
+        f"ham,99999999999.999,{day(20)},H1\n"
+        f"cheese,30000000000,{day(20)},C\n"
+        f"ham,0.001,{day(20)},H2\n"
+        f"cheese,5000000000,{day(20)},D\n"
+    )
+    response = upload(platform, "second.csv", text.encode())
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["rows_total"], body["rows_ingested"]) == (5, 3)
+    assert errors_of(body) == [(4, "quantity"), (5, "quantity")]
+    assert "past" in body["errors"][0]["reason"]
+    assert StockLevel.objects.get(ingredient__sku="cheese").on_hand == D("95000000000")
+    assert StockLevel.objects.get(ingredient__sku="ham").on_hand == D("99999999999.999")
+    assert sorted(Batch.objects.values_list("lot", flat=True)) == ["A", "B", "D", "H1"]
+    assert_stock_reads(platform, staff, "cheese")
+    assert_stock_reads(platform, staff, "ham")
+
+
+def test_fields_over_their_columns_and_nul_bytes_are_refused_each_on_its_own(platform, staff):
+    IngredientFactory(sku="cheese")
+    rows = [
+        f"cheese,1,{day(20)},L1,{'S' * 201}",  # supplier over its column
+        f"cheese,1,{day(20)},L\x002,Farm",  # NUL in the lot
+        f"cheese,1\x00,{day(20)},L3,Farm",  # NUL in the quantity
+        f"cheese,1,{day(20)},L4,Fa\x00rm",  # NUL in the supplier
+        f"{'c' * 65},1,{day(20)},L5,Farm",  # sku over its column
+        f"cheese,1,{day(20)},{'L' * 101},Farm",  # lot over its column
+        f"cheese,2,{day(20)},L7,Farm",  # good
+    ]
+    response = upload(platform, "long.csv", ("sku,quantity,best_before,lot,supplier\n" + "\n".join(rows)).encode())
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["rows_total"], body["rows_ingested"]) == (7, 1)
+    assert errors_of(body) == [(2, "supplier"), (3, "lot"), (4, "quantity"), (5, "supplier"), (6, "sku"), (7, "lot")]
+    assert list(Supplier.objects.values_list("name", flat=True)) == ["Farm"]
+    assert_stock_reads(platform, staff, "cheese")
+
+
+def test_a_nul_byte_in_the_header_fails_the_file_with_a_reason(platform):
+    response = upload(platform, "nul.csv", f"sku,quantity,best_before,lo\x00t\ncheese,1,{day(20)},L1\n".encode())
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["status"] == "failed"
+    assert errors_of(body) == [(1, "header")]
+    assert "NUL" in body["errors"][0]["reason"]
+
+
+def test_a_refused_row_creates_no_supplier(platform):
+    IngredientFactory(sku="cheese")
+    text = "sku,quantity,best_before,lot,supplier\n"
+    text += f"ghost,1,{day(20)},L1,Phantom Farm\ncheese,1,{day(20)},L2,Real Farm\n"
+    text += f"cheese,1,{day(20)},L2,Twice Farm\ncheese,x,{day(20)},L3,Bad Number Farm\n"
+    response = upload(platform, "ghost.csv", text.encode())
+    assert response.status_code == 201, response.content
+    assert errors_of(response.json()) == [(2, "sku"), (4, "lot"), (5, "quantity")]
+    assert list(Supplier.objects.values_list("name", flat=True)) == ["Real Farm"]
+
+
+def test_a_lot_already_received_creates_no_supplier(platform):
+    IngredientFactory(sku="cheese")
+    upload(platform, "a.csv", f"sku,quantity,best_before,lot\ncheese,1,{day(20)},L1\n".encode())
+    text = f"sku,quantity,best_before,lot,supplier\ncheese,1,{day(20)},L1,Late Farm\n"
+    response = upload(platform, "b.csv", text.encode())
+    assert errors_of(response.json()) == [(2, "lot")]
+    assert not Supplier.objects.exists()
+    assert Receipt.objects.count() == 2
