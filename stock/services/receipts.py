@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -349,33 +349,41 @@ def new_receipt_keys(*, prefix: str, storage=None, limit: int = 100) -> list[str
     return [key for key in candidates if key not in known][:limit]
 
 
-def queue_notified_receipts(*, records: list[dict]) -> list[str]:
-    """Queue ingest of the CSV objects named in an S3 event notification; the rest is ignored, on record."""
-    from urllib.parse import unquote_plus
+class NotifiedObject(NamedTuple):
+    """One record of an S3 event notification, its shape and key already checked at the API."""
 
+    key: str  # URL-decoded
+    bucket: str
+    event_name: str
+    record: dict  # as received, kept on the audit entry
+
+
+@transaction.atomic
+def queue_notified_receipts(*, objects: list[NotifiedObject]) -> list[str]:
+    """Queue ingest of the CSV objects named in an S3 event notification; the rest is ignored, on record."""
     from django.conf import settings
 
     from stock import tasks
     from supplychain.events.services import record_received
 
+    for notified in objects:
+        validate_receipt_key(notified.key)  # before anything is recorded: the body is taken whole or not at all
     bucket = settings.OBJECT_STORAGE["BUCKET"]
     queued = []
-    for record in records:
-        s3 = record.get("s3") or {}
-        key = unquote_plus((s3.get("object") or {}).get("key", ""))  # S3 URL-encodes keys in notifications
-        record_bucket = (s3.get("bucket") or {}).get("name", "")
+    for notified in objects:
+        key = notified.key
         wanted = (
             key.startswith(settings.STOCK_RECEIPTS_PREFIX)
             and key.lower().endswith(".csv")
-            and (not bucket or record_bucket == bucket)
-            and str(record.get("eventName", "ObjectCreated")).startswith("ObjectCreated")
+            and (not bucket or notified.bucket == bucket)
+            and notified.event_name.startswith("ObjectCreated")
         )
         record_received(
             partner="s3",
             message_type="s3.object_created",
             entity_key=key,
             outcome="queued" if wanted else "ignored",
-            data=record,
+            data=notified.record,
         )
         if wanted:
             transaction.on_commit(lambda key=key: tasks.ingest_object.delay(key))

@@ -165,3 +165,101 @@ def test_a_lot_already_received_creates_no_supplier(platform):
     assert errors_of(response.json()) == [(2, "lot")]
     assert not Supplier.objects.exists()
     assert Receipt.objects.count() == 2
+
+
+# ---- S3 notifications and receipt keys ------------------------------------------------------------
+
+NOTIFICATIONS = "/api/v1/stock/receipts/notifications/"
+
+
+def record(key="receipts/monday.csv", bucket="b", **extra):
+    return {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": bucket}, "object": {"key": key}}, **extra}
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"Records": [{"s3": "x"}]}, "Records.0.s3"),
+        ({"Records": [record(key=7)]}, "Records.0.s3.object.key"),
+        ({"Records": [record(key=None)]}, "Records.0.s3.object.key"),
+        ({"Records": [record(key=["receipts/a.csv"])]}, "Records.0.s3.object.key"),
+        ({"Records": [record(bucket=["b"])]}, "Records.0.s3.bucket.name"),
+        ({"Records": [record(), {"s3": {"bucket": {"name": "b"}, "object": {}}}]}, "Records.1.s3.object.key"),
+        ({"Records": [{"eventName": 5, "s3": record()["s3"]}]}, "Records.0.eventName"),
+        ({"Records": ["receipts/a.csv"]}, "Records.0"),
+        ({"Records": {"s3": {}}}, "Records"),
+        ({"Records": [record(key="receipts/../secrets.csv")]}, "Records.0.s3.object.key"),
+        ({"Records": [record(key="receipts%2F..%2Fsecrets.csv")]}, "Records.0.s3.object.key"),  # URL-encoded
+        ({"Records": [record(key="/receipts/a.csv")]}, "Records.0.s3.object.key"),
+        ({"Records": [record(key="receipts/a%00.csv")]}, "Records.0.s3.object.key"),
+        ({"Records": [record(key="receipts/" + "a" * 500 + ".csv")]}, "Records.0.s3.object.key"),
+    ],
+)
+def test_a_malformed_notification_is_400_naming_the_path_and_nothing_is_recorded_or_queued(platform, body, path):
+    from supplychain.events.models import AuditEntry
+
+    response = platform.post(NOTIFICATIONS, body, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["type"] == "validation_error"
+    errors = response.json()["errors"]
+    assert path in errors or f"{path}.non_field_errors" in errors, errors
+    assert not AuditEntry.objects.filter(kind="received", partner="s3").exists()
+    assert not Receipt.objects.exists()
+
+
+def test_a_notification_for_a_key_outside_the_prefix_is_still_ignored_on_record(platform):
+    response = platform.post(NOTIFICATIONS, {"Records": [record(key="elsewhere/a.csv")]}, format="json")
+    assert (response.status_code, response.json()) == (202, {"queued": []})
+
+
+@pytest.mark.parametrize("key", ["", "../up.csv", "/abs.csv", "a/./b.csv", "a\x00b.csv", "k" * 501])
+def test_an_upload_with_a_bad_key_is_400_naming_key_and_stores_nothing(platform, key):
+    IngredientFactory(sku="cheese")
+    response = upload(platform, "a.csv", f"sku,quantity,best_before\ncheese,1,{day(3)}\n".encode(), key=key)
+    assert response.status_code == 400, response.content
+    assert list(response.json()["errors"]) == ["key"]
+    assert not Receipt.objects.exists()
+    assert not Batch.objects.exists()
+
+
+def test_the_ingest_command_refuses_a_bad_key(tmp_path):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    path = tmp_path / "a.csv"
+    path.write_text("sku,quantity,best_before\n")
+    with pytest.raises(CommandError, match=r"'\.\.'"):
+        call_command("ingest_receipt", str(path), "--key", "../a.csv")
+    assert not Receipt.objects.exists()
+
+
+def test_a_notified_object_that_is_not_there_is_recorded_failed_and_a_later_file_under_the_key_is_ingested(
+    tmp_path, settings, caplog
+):
+    from stock import tasks
+    from supplychain.core.storage import LocalStorage
+
+    settings.OBJECT_STORAGE = {**settings.OBJECT_STORAGE, "BUCKET": "", "LOCAL_DIR": str(tmp_path)}
+    IngredientFactory(sku="cheese")
+    with caplog.at_level("WARNING"):
+        result = tasks.ingest_object.apply(args=["receipts/late.csv"])
+    assert result.successful(), result.traceback
+    assert result.result["outcome"] == "missing"
+    receipt = Receipt.objects.get(key="receipts/late.csv")
+    assert (receipt.status, receipt.errors) == ("failed", [{"line": 0, "column": "", "reason": "object not found"}])
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING" and "receipts/late.csv" in r.getMessage()]
+    assert warning.exc_info is None
+    again = tasks.ingest_object.apply(args=["receipts/late.csv"])  # notified twice: still one record
+    assert again.result["outcome"] == "missing"
+    assert Receipt.objects.count() == 1
+
+    storage = LocalStorage(tmp_path / "supplychain")
+    storage.put("receipts/late.csv", f"sku,quantity,best_before\ncheese,3,{day(3)}\n".encode())
+    from stock import services
+
+    assert services.new_receipt_keys(prefix="receipts/") == ["receipts/late.csv"]  # the poll sees it again
+    done = tasks.ingest_object.apply(args=["receipts/late.csv"])
+    assert (done.result["outcome"], done.result["ingested"]) == ("processed", 1)
+    receipt = Receipt.objects.get(key="receipts/late.csv")
+    assert (receipt.status, receipt.rows_ingested, receipt.errors) == ("processed", 1, [])
+    assert StockLevel.objects.get(ingredient__sku="cheese").on_hand == D(3)
