@@ -263,8 +263,9 @@ def _check_levels_hold(book: LevelBook, deltas: dict[int, Decimal]) -> None:
     )
     if over:
         raise LevelOverflow(
-            f"Another receipt took the level of {', '.join(over)} close to the most it holds ({level_max}) while"
-            " this file was read; nothing was ingested. Send it again to have the rows that no longer fit refused.",
+            f"The level of {', '.join(over)} grew close to the most it holds ({level_max}) while this file was"
+            " read (another receipt); nothing was ingested. Send it again to have the rows that no longer fit"
+            " refused.",
             skus=over,
         )
 
@@ -342,8 +343,12 @@ def new_receipt_keys(*, prefix: str, storage=None, limit: int = 100) -> list[str
     storage = storage or get_storage()
     candidates = []
     for key in storage.list(prefix):
-        if key.lower().endswith(".csv"):
-            candidates.append(key)
+        if not key.lower().endswith(".csv"):
+            continue
+        try:
+            candidates.append(validate_receipt_key(key))
+        except InvalidReceiptKey as exc:  # never queued: the worker would refuse it on every poll
+            logger.warning("Receipt file %r skipped: %s", key, exc.detail)
     received = Receipt.objects.filter(key__in=candidates).exclude(status=Receipt.Status.FAILED, sha256="")
     known = set(received.values_list("key", flat=True))
     return [key for key in candidates if key not in known][:limit]

@@ -263,3 +263,55 @@ def test_a_notified_object_that_is_not_there_is_recorded_failed_and_a_later_file
     receipt = Receipt.objects.get(key="receipts/late.csv")
     assert (receipt.status, receipt.rows_ingested, receipt.errors) == ("processed", 1, [])
     assert StockLevel.objects.get(ingredient__sku="cheese").on_hand == D(3)
+
+
+def test_a_level_another_receipt_filled_meanwhile_fails_the_file_whole_with_409(platform, monkeypatch):
+    from stock.receipt_parser import limits
+    from stock.services import receipts
+
+    cheese = IngredientFactory(sku="cheese")
+    real_book = receipts.LevelBook
+
+    def book_after_a_concurrent_receipt(deltas):  # what a receipt committed between the checks and the lock does
+        StockLevel.objects.update_or_create(ingredient=cheese, defaults={"on_hand": limits().level_max})
+        return real_book(deltas)
+
+    monkeypatch.setattr(receipts, "LevelBook", book_after_a_concurrent_receipt)
+    response = upload(platform, "late.csv", f"sku,quantity,best_before\ncheese,1,{day(3)}\n".encode())
+    assert response.status_code == 409, response.content
+    assert (response.json()["type"], response.json()["skus"]) == ("level_overflow", ["cheese"])
+    assert not Receipt.objects.exists()
+    assert not Batch.objects.exists()
+
+
+def test_the_poll_skips_keys_no_receipt_can_have(tmp_path, caplog):
+    from stock import services
+    from supplychain.core.storage import LocalStorage
+
+    folder = LocalStorage(tmp_path)
+    deep = "receipts/" + "/".join(["d" * 100] * 5) + "/long.csv"  # a valid object key, longer than Receipt.key
+    folder.put(deep, b"sku,quantity,best_before\n")
+    folder.put("receipts/ok.csv", b"sku,quantity,best_before\n")
+    with caplog.at_level("WARNING"):
+        assert services.new_receipt_keys(prefix="receipts/", storage=folder) == ["receipts/ok.csv"]
+    assert any("long.csv" in record.getMessage() for record in caplog.records)
+
+
+def test_an_ingest_task_a_rule_refuses_logs_a_warning_instead_of_failing(tmp_path, settings, caplog):
+    from stock import tasks
+    from supplychain.core.storage import LocalStorage
+
+    settings.OBJECT_STORAGE = {**settings.OBJECT_STORAGE, "BUCKET": "", "LOCAL_DIR": str(tmp_path)}
+    storage = LocalStorage(tmp_path / "supplychain")
+    storage.put("receipts/a.csv", b"sku,quantity,best_before\n")
+    assert tasks.ingest_object.apply(args=["receipts/a.csv"]).result["outcome"] == "processed"
+    storage.put("receipts/a.csv", b"sku,quantity,best_before\n\n")  # changed under the same key
+    with caplog.at_level("WARNING"):
+        result = tasks.ingest_object.apply(args=["receipts/a.csv"])
+    assert result.successful(), result.traceback
+    assert result.result == {
+        "key": "receipts/a.csv",
+        "outcome": "refused",
+        "reason": "receipts/a.csv was already received with different content.",
+    }
+    assert any("different content" in record.getMessage() for record in caplog.records)
