@@ -20,6 +20,7 @@ from stock.models import Batch, Ingredient, Receipt, Reservation
 from stock.services.receipts import NotifiedObject, upload_key, validate_receipt_key
 from supplychain.core.api.errors import STANDARD_ERRORS, ErrorSerializer, error_response
 from supplychain.core.api.permissions import ModelPermissions, require
+from supplychain.core.storage import MAX_KEY_BYTES
 
 QUANTITY = {"max_digits": 14, "decimal_places": 3}
 
@@ -152,7 +153,9 @@ class ReceiptKeyField(StrictCharField):
 
     def __init__(self, *, url_encoded: bool = False, **kwargs):
         self.url_encoded = url_encoded
-        kwargs.setdefault("max_length", Receipt._meta.get_field("key").max_length)
+        # Encoded, each byte of the key may take three characters (%2F); the decoded key is checked after.
+        longest = Receipt._meta.get_field("key").max_length
+        kwargs.setdefault("max_length", 3 * MAX_KEY_BYTES if url_encoded else longest)
         kwargs.setdefault("trim_whitespace", False)
         super().__init__(**kwargs)
 

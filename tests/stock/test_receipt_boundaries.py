@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 from decimal import Decimal
+from urllib.parse import quote_plus
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -210,6 +211,12 @@ def test_a_malformed_notification_is_400_naming_the_path_and_nothing_is_recorded
 def test_a_notification_for_a_key_outside_the_prefix_is_still_ignored_on_record(platform):
     response = platform.post(NOTIFICATIONS, {"Records": [record(key="elsewhere/a.csv")]}, format="json")
     assert (response.status_code, response.json()) == (202, {"queued": []})
+
+
+def test_a_notified_key_is_measured_once_decoded(platform):
+    key = "receipts/" + "é" * 150 + ".csv"  # 163 characters; 913 once URL-encoded as S3 sends it
+    response = platform.post(NOTIFICATIONS, {"Records": [record(key=quote_plus(key))]}, format="json")
+    assert (response.status_code, response.json()) == (202, {"queued": [key]})
 
 
 @pytest.mark.parametrize("key", ["", "../up.csv", "/abs.csv", "a/./b.csv", "a\x00b.csv", "k" * 501])
