@@ -248,10 +248,12 @@ def parse_rows(reader, header, default_lot, state: Tally) -> Iterator[Row]:
         if quantity > bounds.row_quantity_max:
             state.error(number, "quantity", f"at most {bounds.row_quantity_max}, got {quoted(text_quantity)}")
             continue
-        if quantity.as_tuple().exponent < -bounds.quantity_places:
+        exponent = quantity.as_tuple().exponent
+        if exponent < -bounds.quantity_places:
             state.error(number, "quantity", f"at most {bounds.quantity_places} decimal places")
             continue
-        quantity = quantity.quantize(smallest)  # the column's own form: 1E+1 becomes 10.000
+        if exponent > -bounds.quantity_places:
+            quantity = quantity.quantize(smallest)  # the column's own form: 1E+1 becomes 10.000
         try:
             best_before = date.fromisoformat(text_date)
         except ValueError:
