@@ -50,3 +50,14 @@ class TransactionIdRepeated(Unprocessable):
 class MasterDataConflict(Conflict):
     type = "master_data_conflict"
     title = "The change conflicts with the master data as it is."
+
+
+class InvalidReceiptKey(DomainError):
+    status = 400
+    type = "validation_error"  # the API's shape for a request that is not valid
+    title = "Not a valid receipt key."
+
+
+class LevelOverflow(Conflict):
+    type = "level_overflow"
+    title = "A level would pass the most its column holds."

@@ -125,6 +125,11 @@ class Receipt(models.Model):
     def __str__(self) -> str:
         return self.key
 
+    @property
+    def content_missing(self) -> bool:
+        """Recorded for an object that was not in storage: nothing was read, so the key is not held."""
+        return self.status == self.Status.FAILED and not self.sha256
+
 
 class Batch(models.Model):
     class Status(models.TextChoices):
