@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from supplychain.events import selectors, services
+from supplychain.core.identifiers import identifier_validator
+from supplychain.events import selectors, services, signing
 from supplychain.events.models import AuditArchive, AuditEntry, Delivery, OutboxEvent, Subscription
 
 
@@ -25,19 +27,51 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class SubscriptionForm(forms.ModelForm):
+    """The model's bounds, plus the Standard Webhooks secret format the subscription service requires."""
+
+    class Meta:
+        model = Subscription
+        fields = list(services.SUBSCRIPTION_FIELDS)
+
+    def clean_name(self):
+        name = self.cleaned_data.get("name", "")
+        identifier_validator(name)
+        return name
+
+    def clean_secret(self):
+        secret = self.cleaned_data.get("secret", "")
+        if secret and "secret" in self.changed_data:
+            problem = signing.secret_problem(secret)
+            if problem:
+                raise forms.ValidationError(problem)
+        return secret
+
+
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
+    form = SubscriptionForm
     list_display = ["name", "target", "types", "queue", "active", "alarm", "dead_count", "pending_count"]
     list_filter = ["target", "active", "queue", "alarm_state", "jitter"]
     search_fields = ["name", "description", "handler", "url"]
-    readonly_fields = ["alarm_state", "created_at", "updated_at"]
+    readonly_fields = ["alarm_state", "previous_secret_expires_at", "created_at", "updated_at"]
     actions = ["redrive_dead"]
     fieldsets = [
         (None, {"fields": ["name", "description", "active", "event_types", "filter_policy"]}),
         ("Target", {"fields": ["target", "handler", "url", "secret", "max_batch_size", "timeout_seconds", "queue"]}),
         ("Retry policy", {"fields": ["max_attempts", "initial_interval", "backoff_rate", "max_interval", "jitter"]}),
-        ("State", {"fields": ["alarm_state", "created_at", "updated_at"]}),
+        ("State", {"fields": ["alarm_state", "previous_secret_expires_at", "created_at", "updated_at"]}),
     ]
+
+    def save_model(self, request, obj, form, change):
+        """Through the subscription services (a changed secret is a rotation with a grace period)."""
+        values = {name: form.cleaned_data[name] for name in services.SUBSCRIPTION_FIELDS if name in form.cleaned_data}
+        if change:
+            changed = {name: value for name, value in values.items() if name in form.changed_data}
+            saved = services.update_subscription(subscription=Subscription.objects.get(pk=obj.pk), **changed)
+        else:
+            saved = services.create_subscription(**values)
+        obj.pk, obj.secret = saved.pk, saved.secret
 
     def get_queryset(self, request):
         return selectors.subscriptions_with_counts()
