@@ -30,6 +30,10 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class SubscriptionForm(forms.ModelForm):
     """The model's bounds, plus the Standard Webhooks secret format the subscription service requires."""
 
+    url = forms.URLField(
+        max_length=500, required=False, assume_scheme="https", help_text="Endpoint for the HTTP target."
+    )
+
     class Meta:
         model = Subscription
         fields = list(services.SUBSCRIPTION_FIELDS)
