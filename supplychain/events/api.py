@@ -263,7 +263,7 @@ SUBSCRIPTION_ERRORS = {
                     "filter_policy": {"sku": ["ham"], "available": [{"exists": True}]},
                     "target": "http",
                     "url": "https://courier.example.com/hooks/supplychain",
-                    "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                    "secret": "whsec_lvZmCKSeNckQPBACIzFcmwUY2t5wZIO/WwgVCM0l6Z4=",
                     "max_attempts": 8,
                     "initial_interval": 2,
                     "backoff_rate": 2,
@@ -307,8 +307,8 @@ class SubscriptionViewSet(viewsets.ModelViewSet):
         subscription = self.get_object()
         data = SubscriptionInput(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
-        services.update_subscription(subscription=subscription, **data.validated_data)
-        return Response(SubscriptionSerializer(self.get_object()).data)
+        updated = services.update_subscription(subscription=subscription, **data.validated_data)
+        return Response(SubscriptionSerializer(self.get_queryset().get(pk=updated.pk)).data)  # with its counts
 
     def perform_destroy(self, instance):
         services.delete_subscription(subscription=instance)

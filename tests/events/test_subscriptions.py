@@ -75,6 +75,11 @@ def test_bounds_hold_on_update_too(admin_api):
     assert response.status_code == 400
     assert response.json()["errors"] == {"initial_interval": ["Ensure this value is less than or equal to 3600.0."]}
     assert Subscription.objects.get(name="courier").initial_interval == 1.0
+    renamed = admin_api.patch(
+        "/api/v1/subscriptions/courier/", {"name": "courier-eu", "max_attempts": 9}, format="json"
+    )
+    assert renamed.status_code == 200, renamed.content
+    assert (renamed.json()["name"], renamed.json()["max_attempts"]) == ("courier-eu", 9)
 
 
 def test_the_service_checks_the_bounds_for_any_caller():
@@ -144,6 +149,8 @@ def test_redrive_ids_past_a_bigint_are_a_400_not_a_500(admin_api):
     assert "ids.0" in response.json()["errors"]
     assert admin_api.get("/api/v1/deliveries/9223372036854775808/").status_code == 404
     assert admin_api.post("/api/v1/deliveries/9223372036854775808/redrive/").status_code == 404
+    assert admin_api.get("/api/v1/audit/99999999999999999999/").status_code == 404
+    assert admin_api.get("/api/v1/events/not-a-uuid/").status_code == 404
     response = admin_api.post(
         "/api/v1/events/", {"type": "platform.probe_posted", "version": 10**20, "payload": {}}, format="json"
     )
@@ -236,3 +243,16 @@ def test_the_admin_form_goes_through_the_service_and_keeps_the_bounds(client):
     created.refresh_from_db()
     assert created.secret == SPEC_SECRET
     assert created.previous_secret.startswith("whsec_") and created.previous_secret_expires_at is not None
+
+
+def test_the_subscription_example_in_the_schema_is_accepted(admin_api):
+    schema = admin_api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    operation = schema["paths"]["/api/v1/subscriptions/"]["post"]
+    example = next(iter(operation["requestBody"]["content"]["application/json"]["examples"].values()))["value"]
+    response = admin_api.post("/api/v1/subscriptions/", example, format="json")
+    assert response.status_code == 201, response.content
+    documented = next(iter(operation["responses"]["400"]["content"]["application/json"]["examples"].values()))
+    field = next(iter(documented["value"]["errors"]))
+    response = admin_api.patch(f"/api/v1/subscriptions/{example['name']}/", {field: 1e308}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == documented["value"]["errors"]
