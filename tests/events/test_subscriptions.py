@@ -256,3 +256,33 @@ def test_the_subscription_example_in_the_schema_is_accepted(admin_api):
     response = admin_api.patch(f"/api/v1/subscriptions/{example['name']}/", {field: 1e308}, format="json")
     assert response.status_code == 400
     assert response.json()["errors"] == documented["value"]["errors"]
+
+
+def test_the_migration_turns_old_secrets_into_whsec_ones_with_the_same_key():
+    """Receivers keep their HMAC key; HTTP subscriptions that had no secret get one."""
+    import base64
+    import importlib
+    from pathlib import Path
+
+    from django.apps import apps
+
+    import supplychain.events.migrations as migrations
+
+    (path,) = Path(migrations.__file__).parent.glob("*_subscription_bounds_webhook_secrets_publish_permission.py")
+    migration = importlib.import_module(f"supplychain.events.migrations.{path.stem}")
+    old = SubscriptionFactory(name="old", target="http", handler="", url="https://x.example/h", secret="partner-secret")
+    unsigned = SubscriptionFactory(name="unsigned", target="http", handler="", url="https://x.example/h", secret="")
+    internal = SubscriptionFactory(name="internal", secret="")
+    current = SubscriptionFactory(
+        name="current", target="http", handler="", url="https://x.example/h", secret=SPEC_SECRET
+    )
+
+    migration.secrets_to_standard_webhooks(apps, None)
+
+    for subscription in (old, unsigned, internal, current):
+        subscription.refresh_from_db()
+    assert old.secret.startswith("whsec_")
+    assert base64.b64decode(old.secret.removeprefix("whsec_")) == b"partner-secret"
+    assert signing.secret_problem(unsigned.secret) is None
+    assert internal.secret == ""
+    assert current.secret == SPEC_SECRET
