@@ -52,13 +52,18 @@ def schemas() -> dict[tuple[str, int], Draft202012Validator]:
                 continue
             schema = json.loads(path.read_text())
             Draft202012Validator.check_schema(schema)
-            if PUBLISH_PERMISSION_KEYWORD in schema and match["type"].split(".", 1)[0] != PLATFORM_NAMESPACE:
-                raise ImproperlyConfigured(
-                    f"{path}: only {PLATFORM_NAMESPACE}.* types may be published from outside; "
-                    f"{match['type']} is an internal fact of its app, so it cannot carry {PUBLISH_PERMISSION_KEYWORD}."
-                )
+            check_publishable(match["type"], schema, where=str(path))
             found[(match["type"], int(match["version"]))] = Draft202012Validator(schema)
     return found
+
+
+def check_publishable(event_type: str, schema: dict, *, where: str) -> None:
+    """Refuse a schema that would open an internal type to outside callers."""
+    if PUBLISH_PERMISSION_KEYWORD in schema and event_type.split(".", 1)[0] != PLATFORM_NAMESPACE:
+        raise ImproperlyConfigured(
+            f"{where}: only {PLATFORM_NAMESPACE}.* types may be published from outside; "
+            f"{event_type} is an internal fact of its app, so it cannot carry {PUBLISH_PERMISSION_KEYWORD}."
+        )
 
 
 def latest_version(event_type: str) -> int:

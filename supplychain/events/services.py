@@ -364,7 +364,7 @@ def _dead_letter_due(subscription: Subscription, problems: dict, batch_size: int
 
     Fix the subscription, then redrive: nothing is attempted, or crashes and comes back, meanwhile.
     """
-    error = "The subscription's retry policy is invalid, so no attempt can be computed: " + "; ".join(
+    error = "The subscription's delivery settings are invalid, so no attempt can be computed: " + "; ".join(
         f"{name}: {' '.join(messages)}" for name, messages in sorted(problems.items())
     )
     while True:

@@ -109,3 +109,13 @@ def test_the_publish_example_in_the_schema_is_accepted_and_its_400_example_is_wh
     assert response.status_code == 400
     assert response.json()["type"] == documented["type"]
     assert response.json()["errors"] == documented["errors"]
+
+
+def test_an_internal_type_cannot_be_opened_to_outside_callers_by_its_schema():
+    from django.core.exceptions import ImproperlyConfigured
+
+    flagged = {"type": "object", registry.PUBLISH_PERMISSION_KEYWORD: "events.publish_platform_event"}
+    with pytest.raises(ImproperlyConfigured, match="internal fact"):
+        registry.check_publishable("stock.level_changed", flagged, where="stock/schemas/stock.level_changed.v1.json")
+    registry.check_publishable("platform.message_posted", flagged, where="events")
+    registry.check_publishable("stock.level_changed", {"type": "object"}, where="stock")
