@@ -286,3 +286,27 @@ def test_the_migration_turns_old_secrets_into_whsec_ones_with_the_same_key():
     assert signing.secret_problem(unsigned.secret) is None
     assert internal.secret == ""
     assert current.secret == SPEC_SECRET
+
+
+def test_a_rotated_subscription_is_still_accepted_by_a_receiver_holding_the_old_secret():
+    """Both signatures travel during the grace period: a receiver on the old secret and one on the new accept."""
+    with Endpoint(secret=SPEC_SECRET) as old_receiver:
+        subscription = services.create_subscription(
+            name="rotating", event_types=["probe.*"], target="http", url=old_receiver.url, secret=SPEC_SECRET
+        )
+        subscription = services.rotate_subscription_secret(subscription=subscription, grace_seconds=600)
+        services.publish(THING, {"sku": "ham", "quantity": 1})
+        services.relay_pending()
+        assert services.process_deliveries(subscription_id=subscription.id).succeeded == 1
+    (request,) = old_receiver.received
+    assert request.status == 200
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    assert signing.verify(subscription.secret, request.body, request.headers)
+
+    Subscription.objects.filter(pk=subscription.pk).update(previous_secret_expires_at=timezone.now())
+    with Endpoint(secret=SPEC_SECRET) as old_receiver:
+        Subscription.objects.filter(pk=subscription.pk).update(url=old_receiver.url)
+        services.publish(THING, {"sku": "ham", "quantity": 2})
+        services.relay_pending()
+        assert services.process_deliveries(subscription_id=subscription.id).retrying == 1
+    assert [r.status for r in old_receiver.received] == [401]  # the grace period is over

@@ -64,7 +64,7 @@ def test_rollback_delivers_nothing_and_commit_delivers_once_to_each_matching_sub
 
 def test_http_subscriber_failing_then_recovering_gets_growing_jittered_retries_signed(celery_worker):
     failures = 3
-    with Endpoint(fail_first=failures) as endpoint:
+    with Endpoint(fail_first=failures, secret=SECRET) as endpoint:  # answers 401 to a bad signature
         subscription = SubscriptionFactory(
             name="partner-http",
             target="http",
