@@ -9,8 +9,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from supplychain.core.identifiers import identifier_validator
-from supplychain.events import selectors, services, signing
+from supplychain.events import selectors, services
+from supplychain.events.errors import SubscriptionInvalid
 from supplychain.events.models import AuditArchive, AuditEntry, Delivery, OutboxEvent, Subscription
 
 
@@ -38,18 +38,25 @@ class SubscriptionForm(forms.ModelForm):
         model = Subscription
         fields = list(services.SUBSCRIPTION_FIELDS)
 
-    def clean_name(self):
-        name = self.cleaned_data.get("name", "")
-        identifier_validator(name)
-        return name
-
     def clean_secret(self):
         secret = self.cleaned_data.get("secret", "")
-        if secret and "secret" in self.changed_data:
-            problem = signing.secret_problem(secret)
-            if problem:
-                raise forms.ValidationError(problem)
+        if self.instance.pk and not secret and self.cleaned_data.get("target") == Subscription.Target.HTTP:
+            raise forms.ValidationError("An HTTP subscription keeps a secret: give a new whsec_ one to rotate it.")
         return secret
+
+    def _post_clean(self):
+        """After the model's own checks, the subscription service's (name alphabet, secret format, …)."""
+        super()._post_clean()
+        new_secret = "secret" in self.changed_data or not self.instance.pk
+        try:
+            services.check_subscription(self.instance, new_secret=new_secret and bool(self.instance.secret))
+        except SubscriptionInvalid as exc:
+            for name, messages in exc.errors.items():
+                for message in messages:
+                    if name in self.fields and message not in self.errors.get(name, []):
+                        self.add_error(name, message)
+                    elif name not in self.fields:
+                        self.add_error(None, f"{name}: {message}")
 
 
 @admin.register(Subscription)

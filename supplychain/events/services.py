@@ -750,7 +750,7 @@ SECRET_GRACE_SECONDS_MAX = 7 * 86400
 EVENT_TYPE_PATTERNS_MAX = 50
 
 
-def _validated(subscription: Subscription, *, new_secret: bool) -> None:
+def check_subscription(subscription: Subscription, *, new_secret: bool) -> None:
     """Every field rule and bound at once, each under its field name: ``SubscriptionInvalid`` (400)."""
     from django.core.exceptions import ValidationError
 
@@ -825,7 +825,7 @@ def create_subscription(
         max_interval=max_interval,
         jitter=jitter,
     )
-    _validated(subscription, new_secret=True)
+    check_subscription(subscription, new_secret=True)
     subscription.save()
     return subscription
 
@@ -850,13 +850,18 @@ def update_subscription(
             errors={"secret_grace_seconds": [f"Between 0 and {SECRET_GRACE_SECONDS_MAX} seconds."]},
         )
     locked = Subscription.objects.select_for_update().get(pk=subscription.pk)
+    if changes.get("secret") == "" and changes.get("target", locked.target) == Subscription.Target.HTTP:
+        raise SubscriptionInvalid(
+            "secret: an HTTP subscription keeps a secret; rotate-secret generates a new one and shows it.",
+            errors={"secret": ["An HTTP subscription keeps a secret; use rotate-secret to generate a new one."]},
+        )
     old_secret = locked.secret
     for name, value in changes.items():
         setattr(locked, name, {} if name == "filter_policy" and value is None else value)
     if locked.target == Subscription.Target.HTTP and not locked.secret:
         locked.secret = signing.generate_secret()
     rotated = bool(locked.secret) and locked.secret != old_secret
-    _validated(locked, new_secret=rotated)
+    check_subscription(locked, new_secret=rotated)
     if rotated and old_secret:
         locked.previous_secret = old_secret
         locked.previous_secret_expires_at = timezone.now() + timedelta(seconds=secret_grace_seconds)
