@@ -22,10 +22,17 @@ class Received:
 
 
 class Endpoint:
-    """``fail_first`` requests answer ``fail_status``; after that ``ok_status`` (unless ``always_fail``)."""
+    """``fail_first`` requests answer ``fail_status``; after that ``ok_status`` (unless ``always_fail``).
 
-    def __init__(self, *, fail_first: int = 0, fail_status: int = 500, always_fail: bool = False):
+    With ``secret`` it receives like a real subscriber: a request whose Standard Webhooks signature the
+    ``standardwebhooks`` library does not accept answers 401 (and counts as a failure).
+    """
+
+    def __init__(
+        self, *, fail_first: int = 0, fail_status: int = 500, always_fail: bool = False, secret: str | None = None
+    ):
         self.fail_first, self.fail_status, self.always_fail = fail_first, fail_status, always_fail
+        self.secret = secret
         self.received: list[Received] = []
         self._lock = threading.Lock()
         endpoint = self
@@ -36,6 +43,8 @@ class Endpoint:
                 with endpoint._lock:
                     failing = endpoint.always_fail or len(endpoint.received) < endpoint.fail_first
                     status = endpoint.fail_status if failing else 200
+                    if endpoint.secret is not None and not endpoint.signed_by(body, dict(self.headers)):
+                        status = 401
                     endpoint.received.append(Received(time.time(), dict(self.headers), body, status))
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -48,6 +57,15 @@ class Endpoint:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def signed_by(self, body: bytes, headers: dict[str, str]) -> bool:
+        from standardwebhooks import Webhook, WebhookVerificationError
+
+        try:
+            Webhook(self.secret).verify(body, headers)
+        except WebhookVerificationError:
+            return False
+        return True
 
     def __enter__(self) -> Endpoint:
         self.thread.start()

@@ -30,6 +30,7 @@ ADMIN_USERNAME = "admin"
 PLATFORM_PERMISSIONS = (
     "events.add_outboxevent",
     "events.view_outboxevent",
+    "events.publish_platform_event",
     "stock.add_reservation",
     "stock.change_reservation",
     "stock.view_reservation",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -19,6 +20,7 @@ from django.utils.text import Truncator
 
 from supplychain.core.admin import ReadOnlyAdmin, json_table
 from supplychain.events import selectors, services
+from supplychain.events.errors import SubscriptionInvalid
 from supplychain.events.models import AuditArchive, AuditEntry, Delivery, OutboxEvent, Subscription
 
 
@@ -91,19 +93,62 @@ def _chart(series: list[dict]) -> dict:
     }
 
 
+class SubscriptionForm(forms.ModelForm):
+    """The model's bounds, plus the Standard Webhooks secret format the subscription service requires."""
+
+    url = forms.URLField(
+        max_length=500, required=False, assume_scheme="https", help_text="Endpoint for the HTTP target."
+    )
+
+    class Meta:
+        model = Subscription
+        fields = list(services.SUBSCRIPTION_FIELDS)
+
+    def clean_secret(self):
+        secret = self.cleaned_data.get("secret", "")
+        if self.instance.pk and not secret and self.cleaned_data.get("target") == Subscription.Target.HTTP:
+            raise forms.ValidationError("An HTTP subscription keeps a secret: give a new whsec_ one to rotate it.")
+        return secret
+
+    def _post_clean(self):
+        """After the model's own checks, the subscription service's (name alphabet, secret format, …)."""
+        super()._post_clean()
+        new_secret = "secret" in self.changed_data or not self.instance.pk
+        try:
+            services.check_subscription(self.instance, new_secret=new_secret and bool(self.instance.secret))
+        except SubscriptionInvalid as exc:
+            for name, messages in exc.errors.items():
+                for message in messages:
+                    if name in self.fields and message not in self.errors.get(name, []):
+                        self.add_error(name, message)
+                    elif name not in self.fields:
+                        self.add_error(None, f"{name}: {message}")
+
+
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
+    form = SubscriptionForm
     list_display = ["name", "target", "types", "queue", "active", "alarm", "dead_count", "pending_count"]
     list_filter = ["target", "active", "queue", "alarm_state", "jitter"]
     search_fields = ["name", "description", "handler", "url"]
-    readonly_fields = ["alarm_state", "created_at", "updated_at"]
+    readonly_fields = ["alarm_state", "previous_secret_expires_at", "created_at", "updated_at"]
     actions = ["redrive_dead"]
     fieldsets = [
         (None, {"fields": ["name", "description", "active", "event_types", "filter_policy"]}),
         ("Target", {"fields": ["target", "handler", "url", "secret", "max_batch_size", "timeout_seconds", "queue"]}),
         ("Retry policy", {"fields": ["max_attempts", "initial_interval", "backoff_rate", "max_interval", "jitter"]}),
-        ("State", {"fields": ["alarm_state", "created_at", "updated_at"]}),
+        ("State", {"fields": ["alarm_state", "previous_secret_expires_at", "created_at", "updated_at"]}),
     ]
+
+    def save_model(self, request, obj, form, change):
+        """Through the subscription services (a changed secret is a rotation with a grace period)."""
+        values = {name: form.cleaned_data[name] for name in services.SUBSCRIPTION_FIELDS if name in form.cleaned_data}
+        if change:
+            changed = {name: value for name, value in values.items() if name in form.changed_data}
+            saved = services.update_subscription(subscription=Subscription.objects.get(pk=obj.pk), **changed)
+        else:
+            saved = services.create_subscription(**values)
+        obj.pk, obj.secret = saved.pk, saved.secret
 
     def get_queryset(self, request):
         return selectors.subscriptions_with_counts()

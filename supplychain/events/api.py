@@ -3,24 +3,36 @@
 from __future__ import annotations
 
 import django_filters
-from django.db import transaction
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from supplychain.core.api.errors import STANDARD_ERRORS, error_response
+from supplychain.core.api.errors import STANDARD_ERRORS, error_body, error_response
 from supplychain.core.api.permissions import ModelPermissions, require
+from supplychain.core.identifiers import IdentifierField
 from supplychain.events import selectors, services
-from supplychain.events.models import AuditEntry, Delivery, OutboxEvent, Subscription
+from supplychain.events.models import (
+    BACKOFF_RATE_RANGE,
+    INITIAL_INTERVAL_RANGE,
+    MAX_ATTEMPTS_RANGE,
+    MAX_BATCH_SIZE_RANGE,
+    MAX_INTERVAL_RANGE,
+    TIMEOUT_SECONDS_RANGE,
+    AuditEntry,
+    Delivery,
+    OutboxEvent,
+    Subscription,
+    validate_finite,
+)
 
 # ---- Events ---------------------------------------------------------------------------------------
 
 
 class PublishInput(serializers.Serializer):
     type = serializers.RegexField(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$", max_length=100)
-    version = serializers.IntegerField(required=False, min_value=1)
+    version = serializers.IntegerField(required=False, min_value=1, max_value=32767)
     key = serializers.CharField(required=False, allow_blank=True, max_length=200)
     payload = serializers.DictField()
 
@@ -44,7 +56,29 @@ class EventFilter(django_filters.FilterSet):
         fields = ["type", "key", "correlation_id"]
 
 
-PUBLISH_EXAMPLE = {"type": "stock.level_changed", "key": "ham", "payload": {"sku": "ham", "on_hand": 40}}
+PUBLISH_EXAMPLE = {
+    "type": "platform.message_posted",
+    "key": "promo-2026-12",
+    "payload": {
+        "topic": "promotion.planned",
+        "subject": "Christmas hamper promotion, 20-24 December",
+        "attributes": {"sku": "ham", "expected_extra_units": 400},
+    },
+}
+PUBLISH_INVALID_EXAMPLE = error_body(
+    type="invalid_event",
+    title="The event does not match its schema.",
+    status=400,
+    detail="platform.message_posted v1 payload is invalid: payload.subject: 'subject' is a required property",
+    errors={"payload.subject": ["'subject' is a required property"]},
+) | {"correlation_id": "3f2b0c8e9d7a4e5f8a1b2c3d4e5f6a7b"}
+PUBLISH_FORBIDDEN_EXAMPLE = error_body(
+    type="permission_denied",
+    status=403,
+    detail="stock.level_changed is an internal fact: only the app that owns it publishes it. "
+    "Outside callers publish platform.* types.",
+    errors={"type": ["stock.level_changed may not be published through the API."]},
+) | {"correlation_id": "3f2b0c8e9d7a4e5f8a1b2c3d4e5f6a7b"}
 
 
 @extend_schema_view(
@@ -53,9 +87,20 @@ PUBLISH_EXAMPLE = {"type": "stock.level_changed", "key": "ham", "payload": {"sku
     create=extend_schema(
         tags=["events"],
         summary="Publish an event",
-        description="Validated against the type's JSON Schema; fanned out to matching subscriptions after commit.",
+        description=(
+            "Outside callers publish only `platform.*` types (each needs the permission its schema names, "
+            "`events.publish_platform_event` by default); every other type is an internal fact that only the "
+            "app owning it publishes, refused with 403 to every caller. The event is recorded with the source "
+            "`api/<username>`, validated against the type's JSON Schema and fanned out to matching "
+            "subscriptions after commit."
+        ),
         request=PublishInput,
-        responses={201: EventOutput, **STANDARD_ERRORS},
+        responses={
+            201: EventOutput,
+            **STANDARD_ERRORS,
+            400: error_response(400, "Unknown type or a payload that fails its schema.", PUBLISH_INVALID_EXAMPLE),
+            403: error_response(403, "An internal type, or a permission the caller lacks.", PUBLISH_FORBIDDEN_EXAMPLE),
+        },
         examples=[OpenApiExample("publish", value=PUBLISH_EXAMPLE, request_only=True)],
     ),
 )
@@ -69,21 +114,60 @@ class EventViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def create(self, request, *args, **kwargs):
         data = PublishInput(data=request.data)
         data.is_valid(raise_exception=True)
-        with transaction.atomic():
-            event = services.publish(
-                data.validated_data["type"],
-                data.validated_data["payload"],
-                key=data.validated_data.get("key", ""),
-                version=data.validated_data.get("version"),
-            )
+        event = services.publish_as_caller(
+            caller=request.user,
+            event_type=data.validated_data["type"],
+            payload=data.validated_data["payload"],
+            key=data.validated_data.get("key", ""),
+            version=data.validated_data.get("version"),
+        )
         return Response(EventOutput(event).data, status=status.HTTP_201_CREATED)
 
 
 # ---- Subscriptions --------------------------------------------------------------------------------
 
 
+def _bounded_float(bounds: tuple[float, float], **kwargs) -> serializers.FloatField:
+    return serializers.FloatField(min_value=bounds[0], max_value=bounds[1], validators=[validate_finite], **kwargs)
+
+
+def _bounded_int(bounds: tuple[int, int], **kwargs) -> serializers.IntegerField:
+    return serializers.IntegerField(min_value=bounds[0], max_value=bounds[1], **kwargs)
+
+
+class SubscriptionInput(serializers.Serializer):
+    """The shape and bounds of a subscription; ``services.create_subscription`` checks the rest."""
+
+    name = IdentifierField()
+    description = serializers.CharField(required=False, allow_blank=True, max_length=300)
+    active = serializers.BooleanField(required=False)
+    event_types = serializers.ListField(
+        child=serializers.CharField(max_length=100), min_length=1, max_length=services.EVENT_TYPE_PATTERNS_MAX
+    )
+    filter_policy = serializers.DictField(required=False)
+    target = serializers.ChoiceField(choices=Subscription.Target.choices)
+    handler = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    url = serializers.URLField(required=False, allow_blank=True, max_length=500)
+    secret = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        write_only=True,
+        help_text="whsec_<base64 of 24 to 64 bytes>; generated for an HTTP target when not given.",
+    )
+    max_batch_size = _bounded_int(MAX_BATCH_SIZE_RANGE, required=False)
+    timeout_seconds = _bounded_float(TIMEOUT_SECONDS_RANGE, required=False)
+    queue = serializers.CharField(required=False, max_length=50)
+    max_attempts = _bounded_int(MAX_ATTEMPTS_RANGE, required=False)
+    initial_interval = _bounded_float(INITIAL_INTERVAL_RANGE, required=False, help_text="Seconds.")
+    backoff_rate = _bounded_float(BACKOFF_RATE_RANGE, required=False)
+    max_interval = _bounded_float(MAX_INTERVAL_RANGE, required=False, help_text="Seconds.")
+    jitter = serializers.ChoiceField(choices=Subscription.Jitter.choices, required=False)
+
+
 class SubscriptionSerializer(serializers.ModelSerializer):
-    secret = serializers.CharField(write_only=True, required=False, allow_blank=True)
+    """A subscription as read back (the secret is never shown after its creation or rotation)."""
+
     dead_count = serializers.IntegerField(read_only=True)
     pending_count = serializers.IntegerField(read_only=True)
 
@@ -99,7 +183,6 @@ class SubscriptionSerializer(serializers.ModelSerializer):
             "target",
             "handler",
             "url",
-            "secret",
             "max_batch_size",
             "timeout_seconds",
             "queue",
@@ -109,27 +192,54 @@ class SubscriptionSerializer(serializers.ModelSerializer):
             "max_interval",
             "jitter",
             "alarm_state",
+            "previous_secret_expires_at",
             "dead_count",
             "pending_count",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["alarm_state", "created_at", "updated_at"]
+        read_only_fields = fields
 
-    def validate(self, attrs):
-        candidate = Subscription(**{**self._current(), **attrs})
-        from django.core.exceptions import ValidationError as DjangoValidationError
 
-        try:
-            candidate.clean()
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError(exc.message_dict) from exc
-        return attrs
+class SubscriptionCreatedSerializer(SubscriptionSerializer):
+    """The answer to a creation: the only time the signing secret is shown."""
 
-    def _current(self) -> dict:
-        if self.instance is None:
-            return {}
-        return {f: getattr(self.instance, f) for f in self.Meta.fields if hasattr(Subscription, f) and f != "id"}
+    secret = serializers.CharField(read_only=True)
+
+    class Meta(SubscriptionSerializer.Meta):
+        fields = [*SubscriptionSerializer.Meta.fields, "secret"]
+        read_only_fields = fields
+
+
+class RotateSecretInput(serializers.Serializer):
+    secret = serializers.CharField(
+        required=False, allow_blank=True, max_length=200, help_text="whsec_<base64>; generated when not given."
+    )
+    grace_seconds = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=services.SECRET_GRACE_SECONDS_MAX,
+        default=services.SECRET_GRACE_SECONDS_DEFAULT,
+        help_text="How long the old secret keeps verifying (deliveries carry both signatures meanwhile).",
+    )
+
+
+class RotateSecretOutput(serializers.Serializer):
+    name = serializers.CharField()
+    secret = serializers.CharField()
+    previous_secret_expires_at = serializers.DateTimeField(allow_null=True)
+
+
+SUBSCRIPTION_INVALID_EXAMPLE = error_body(
+    type="validation_error",
+    status=400,
+    detail="initial_interval: Ensure this value is less than or equal to 3600.0.",
+    errors={"initial_interval": ["Ensure this value is less than or equal to 3600.0."]},
+) | {"correlation_id": "3f2b0c8e9d7a4e5f8a1b2c3d4e5f6a7b"}
+SUBSCRIPTION_ERRORS = {
+    **STANDARD_ERRORS,
+    400: error_response(400, "A field breaks its rules or bounds.", SUBSCRIPTION_INVALID_EXAMPLE),
+}
 
 
 @extend_schema_view(
@@ -137,17 +247,23 @@ class SubscriptionSerializer(serializers.ModelSerializer):
     retrieve=extend_schema(tags=["subscriptions"]),
     create=extend_schema(
         tags=["subscriptions"],
-        responses={201: SubscriptionSerializer, **STANDARD_ERRORS},
+        request=SubscriptionInput,
+        responses={201: SubscriptionCreatedSerializer, **SUBSCRIPTION_ERRORS},
+        description=(
+            "Retry policy bounds: max_attempts 1-100, initial_interval 0-3600 s, max_interval 0-86400 s, "
+            "backoff_rate 1-10, timeout_seconds 0.1-30, max_batch_size 1-100. HTTP deliveries are signed per "
+            "Standard Webhooks with `secret` (whsec_<base64>), generated when not given and shown only here."
+        ),
         examples=[
             OpenApiExample(
                 "courier webhook",
                 value={
                     "name": "courier-dispatch",
-                    "event_types": ["order.*"],
-                    "filter_policy": {"country": ["GB"], "boxes": [{"numeric": [">", 0]}]},
+                    "event_types": ["stock.*"],
+                    "filter_policy": {"sku": ["ham"], "available": [{"exists": True}]},
                     "target": "http",
                     "url": "https://courier.example.com/hooks/supplychain",
-                    "secret": "a-long-random-secret",
+                    "secret": "whsec_lvZmCKSeNckQPBACIzFcmwUY2t5wZIO/WwgVCM0l6Z4=",
                     "max_attempts": 8,
                     "initial_interval": 2,
                     "backoff_rate": 2,
@@ -159,8 +275,17 @@ class SubscriptionSerializer(serializers.ModelSerializer):
             )
         ],
     ),
-    update=extend_schema(tags=["subscriptions"]),
-    partial_update=extend_schema(tags=["subscriptions"]),
+    update=extend_schema(
+        tags=["subscriptions"],
+        request=SubscriptionInput,
+        responses={200: SubscriptionSerializer, **SUBSCRIPTION_ERRORS},
+    ),
+    partial_update=extend_schema(
+        tags=["subscriptions"],
+        request=SubscriptionInput(partial=True),
+        responses={200: SubscriptionSerializer, **SUBSCRIPTION_ERRORS},
+        description="A new `secret` is a rotation: the old one keeps verifying for a day.",
+    ),
     destroy=extend_schema(tags=["subscriptions"]),
 )
 class SubscriptionViewSet(viewsets.ModelViewSet):
@@ -171,6 +296,46 @@ class SubscriptionViewSet(viewsets.ModelViewSet):
 
     def get_queryset(self):
         return selectors.subscriptions_with_counts()
+
+    def create(self, request, *args, **kwargs):
+        data = SubscriptionInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        subscription = services.create_subscription(**data.validated_data)
+        return Response(SubscriptionCreatedSerializer(subscription).data, status=status.HTTP_201_CREATED)
+
+    def update(self, request, *args, partial=False, **kwargs):
+        subscription = self.get_object()
+        data = SubscriptionInput(data=request.data, partial=partial)
+        data.is_valid(raise_exception=True)
+        updated = services.update_subscription(subscription=subscription, **data.validated_data)
+        return Response(SubscriptionSerializer(self.get_queryset().get(pk=updated.pk)).data)  # with its counts
+
+    def perform_destroy(self, instance):
+        services.delete_subscription(subscription=instance)
+
+    @extend_schema(
+        tags=["subscriptions"],
+        request=RotateSecretInput,
+        responses={200: RotateSecretOutput, **SUBSCRIPTION_ERRORS},
+        summary="Rotate the signing secret; the old one keeps verifying for grace_seconds",
+    )
+    @action(detail=True, methods=["post"], url_path="rotate-secret", permission_classes=[IsAuthenticated])
+    def rotate_secret(self, request, name=None, version="v1"):
+        require(request, "events.change_subscription")
+        data = RotateSecretInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        subscription = services.rotate_subscription_secret(
+            subscription=self.get_object(),
+            secret=data.validated_data.get("secret", ""),
+            grace_seconds=data.validated_data["grace_seconds"],
+        )
+        return Response(
+            {
+                "name": subscription.name,
+                "secret": subscription.secret,
+                "previous_secret_expires_at": subscription.previous_secret_expires_at,
+            }
+        )
 
 
 # ---- Deliveries -----------------------------------------------------------------------------------
@@ -227,10 +392,15 @@ class DeliveryFilter(django_filters.FilterSet):
         fields = ["subscription", "status", "event_type", "key", "correlation_id"]
 
 
+DELIVERY_ID_MAX = 2**63 - 1  # a bigint primary key
+
+
 class RedriveInput(serializers.Serializer):
-    ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, max_length=10000)
-    subscription = serializers.CharField(required=False)
-    event_type = serializers.CharField(required=False, help_text="Exact type, or a prefix ending in *.")
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=DELIVERY_ID_MAX), required=False, max_length=10000
+    )
+    subscription = serializers.CharField(required=False, max_length=100)
+    event_type = serializers.CharField(required=False, max_length=100, help_text="Exact type, or a prefix ending in *.")
     dead_since = serializers.DateTimeField(required=False)
     dead_before = serializers.DateTimeField(required=False)
     all = serializers.BooleanField(required=False, default=False, help_text="Every dead delivery.")

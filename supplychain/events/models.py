@@ -3,13 +3,44 @@
 from __future__ import annotations
 
 import fnmatch
+import math
 import random
 import uuid
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+
+# Bounds of a subscription's target and retry policy (README, "Subscriptions"). Wide enough for any real
+# endpoint, narrow enough that every delay, timeout and claim computed from them fits a ``timedelta``
+# and the delivery lease (EVENTS_LEASE_SECONDS, 60 s, covers at least two POSTs at the longest timeout).
+MAX_ATTEMPTS_RANGE = (1, 100)
+INITIAL_INTERVAL_RANGE = (0.0, 3600.0)  # seconds
+MAX_INTERVAL_RANGE = (0.0, 86400.0)  # seconds: a day
+BACKOFF_RATE_RANGE = (1.0, 10.0)
+TIMEOUT_SECONDS_RANGE = (0.1, 30.0)
+MAX_BATCH_SIZE_RANGE = (1, 100)
+# The fields every delivery attempt computes with: a row whose values break them is dead-lettered.
+POLICY_FIELDS = (
+    "max_attempts",
+    "initial_interval",
+    "backoff_rate",
+    "max_interval",
+    "jitter",
+    "timeout_seconds",
+    "max_batch_size",
+)
+
+
+def validate_finite(value) -> None:
+    """Refuse NaN and infinities, which pass every ``<`` and ``>`` comparison test unnoticed."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError("Must be a finite number.", code="not_finite")
+
+
+def bounded(low, high) -> list:
+    return [validate_finite, MinValueValidator(low), MaxValueValidator(high)]
 
 
 class OutboxEvent(models.Model):
@@ -27,6 +58,7 @@ class OutboxEvent(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [("publish_platform_event", "Can publish platform.* events through the API")]
         # Plain b-tree indexes, without the LIKE-pattern copies Django adds for db_index=True on PostgreSQL:
         # nothing searches these columns by prefix, and every event paid for two more index entries.
         # (type, id) serves the events API's type filter, newest first, and the live stock stream's
@@ -84,16 +116,28 @@ class Subscription(models.Model):
     target = models.CharField(max_length=10, choices=Target.choices)
     handler = models.CharField(max_length=200, blank=True, help_text="Registered handler name (internal target).")
     url = models.URLField(max_length=500, blank=True, help_text="Endpoint for the HTTP target.")
-    secret = models.CharField(max_length=200, blank=True, help_text="HMAC-SHA256 signing secret (HTTP target).")
-    max_batch_size = models.PositiveIntegerField(
-        default=1, validators=[MinValueValidator(1)], help_text="HTTP endpoints that accept batches: events per POST."
+    secret = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Standard Webhooks signing secret, whsec_<base64> (HTTP target); generated when not given.",
     )
-    timeout_seconds = models.FloatField(default=10.0, validators=[MinValueValidator(0.1)])
+    previous_secret = models.CharField(
+        max_length=200, blank=True, editable=False, help_text="The secret before the last rotation."
+    )
+    previous_secret_expires_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Until then deliveries are signed with both secrets."
+    )
+    max_batch_size = models.PositiveIntegerField(
+        default=1,
+        validators=bounded(*MAX_BATCH_SIZE_RANGE),
+        help_text="HTTP endpoints that accept batches: events per POST.",
+    )
+    timeout_seconds = models.FloatField(default=10.0, validators=bounded(*TIMEOUT_SECONDS_RANGE))
     queue = models.CharField(max_length=50, default="events")
-    max_attempts = models.PositiveIntegerField(default=5, validators=[MinValueValidator(1)])
-    initial_interval = models.FloatField(default=1.0, validators=[MinValueValidator(0)], help_text="Seconds.")
-    backoff_rate = models.FloatField(default=2.0, validators=[MinValueValidator(1)])
-    max_interval = models.FloatField(default=3600.0, validators=[MinValueValidator(0)], help_text="Seconds.")
+    max_attempts = models.PositiveIntegerField(default=5, validators=bounded(*MAX_ATTEMPTS_RANGE))
+    initial_interval = models.FloatField(default=1.0, validators=bounded(*INITIAL_INTERVAL_RANGE), help_text="Seconds.")
+    backoff_rate = models.FloatField(default=2.0, validators=bounded(*BACKOFF_RATE_RANGE))
+    max_interval = models.FloatField(default=3600.0, validators=bounded(*MAX_INTERVAL_RANGE), help_text="Seconds.")
     jitter = models.CharField(max_length=10, choices=Jitter.choices, default=Jitter.FULL)
     alarm_state = models.CharField(max_length=10, choices=Alarm.choices, default=Alarm.OK, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -132,6 +176,21 @@ class Subscription(models.Model):
             errors["queue"] = f"One of {', '.join(settings.CELERY_QUEUES)}."
         if errors:
             raise ValidationError(errors)
+
+    def policy_problems(self) -> dict[str, list[str]]:
+        """What is wrong with the fields attempts are computed from (a row written past validation)."""
+        from supplychain.events import signing
+
+        problems: dict[str, list[str]] = {}
+        try:
+            self.clean_fields(exclude=[f.name for f in self._meta.fields if f.name not in POLICY_FIELDS])
+        except ValidationError as exc:
+            problems.update(exc.message_dict)
+        if self.target == self.Target.HTTP and self.secret:
+            problem = signing.secret_problem(self.secret, check_length=False)
+            if problem:
+                problems["secret"] = [problem]
+        return problems
 
     def matches_type(self, event_type: str) -> bool:
         return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.event_types)

@@ -2,6 +2,11 @@
 
 Schemas live in each app's ``schemas/`` folder as ``<type>.v<version>.json`` (for example
 ``stock/schemas/stock.batch_expired.v1.json``). Handlers register themselves with ``@subscriber``.
+
+Who may publish a type: every type is an internal fact, published only by the services of the app
+that owns it, except the types of the ``platform`` namespace (``platform.message_posted``), which
+outside callers publish through the API when they hold the permission the schema names in
+``x-publish-permission`` (``events.publish_platform_event`` when it names none).
 """
 
 from __future__ import annotations
@@ -15,11 +20,16 @@ from pathlib import Path
 
 import fastjsonschema
 from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
 from jsonschema import Draft202012Validator
 
 from supplychain.core.errors import DomainError
 
 SCHEMA_FILE = re.compile(r"^(?P<type>[a-z0-9_]+(?:\.[a-z0-9_]+)+)\.v(?P<version>\d+)\.json$")
+# The one namespace outside callers publish in, and the schema keyword naming the permission it takes.
+PLATFORM_NAMESPACE = "platform"
+PUBLISH_PERMISSION_KEYWORD = "x-publish-permission"
+DEFAULT_PUBLISH_PERMISSION = "events.publish_platform_event"
 
 
 class SchemaError(DomainError):
@@ -43,8 +53,18 @@ def schemas() -> dict[tuple[str, int], Draft202012Validator]:
                 continue
             schema = json.loads(path.read_text())
             Draft202012Validator.check_schema(schema)
+            check_publishable(match["type"], schema, where=str(path))
             found[(match["type"], int(match["version"]))] = Draft202012Validator(schema)
     return found
+
+
+def check_publishable(event_type: str, schema: dict, *, where: str) -> None:
+    """Refuse a schema that would open an internal type to outside callers."""
+    if PUBLISH_PERMISSION_KEYWORD in schema and event_type.split(".", 1)[0] != PLATFORM_NAMESPACE:
+        raise ImproperlyConfigured(
+            f"{where}: only {PLATFORM_NAMESPACE}.* types may be published from outside; "
+            f"{event_type} is an internal fact of its app, so it cannot carry {PUBLISH_PERMISSION_KEYWORD}."
+        )
 
 
 def latest_version(event_type: str) -> int:
@@ -55,6 +75,17 @@ def latest_version(event_type: str) -> int:
             errors={"type": [f"No schema for {event_type!r}."]},
         )
     return max(versions)
+
+
+def publish_permission(event_type: str) -> str | None:
+    """The permission an outside caller needs to publish ``event_type``; None for an internal fact.
+
+    An unknown type raises ``SchemaError`` (a 400 naming ``type``), like publishing it would.
+    """
+    version = latest_version(event_type)
+    if event_type.split(".", 1)[0] != PLATFORM_NAMESPACE:
+        return None
+    return schemas()[(event_type, version)].schema.get(PUBLISH_PERMISSION_KEYWORD, DEFAULT_PUBLISH_PERMISSION)
 
 
 def _path_of(error) -> str:

@@ -24,7 +24,8 @@ from django_guid import get_guid
 
 from supplychain.core.db import copy_insert, copy_rows
 from supplychain.core.errors import DomainError
-from supplychain.events import filters, metrics, registry, signals, transport
+from supplychain.events import filters, metrics, registry, signals, signing, transport
+from supplychain.events.errors import PublishNotAllowed, SubscriptionInvalid
 from supplychain.events.models import AuditEntry, Delivery, OutboxEvent, Subscription
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class NewEvent:
     key: str = ""
     version: int | None = None
     correlation_id: str | None = None
+    source: str | None = None  # who published it; the owning app (``supplychain/<app>``) unless given
 
 
 def publish(
@@ -72,13 +74,40 @@ def publish(
     correlation_id: str | None = None,
     key: str = "",
     version: int | None = None,
+    source: str | None = None,
 ) -> OutboxEvent:
     """Write one event to the outbox in the current transaction; it is relayed after commit.
 
     The payload is validated against the type's JSON Schema (the newest version unless ``version``
     is given); an invalid one raises ``SchemaError`` naming the field, and nothing is written.
     """
-    return publish_many([NewEvent(type, payload, key, version, correlation_id)])[0]
+    return publish_many([NewEvent(type, payload, key, version, correlation_id, source)])[0]
+
+
+@transaction.atomic
+def publish_as_caller(
+    *, caller, event_type: str, payload: dict, key: str = "", version: int | None = None
+) -> OutboxEvent:
+    """Publish an event an outside caller (an API user) sends, recorded with ``api/<username>`` as source.
+
+    Internal facts (every type outside the ``platform`` namespace) are published only by the services
+    of the app that owns them, so they are refused to every caller, superusers included; a platform
+    type needs the permission its schema names. Both refusals raise ``PublishNotAllowed`` (403).
+    """
+    permission = registry.publish_permission(event_type)
+    if permission is None:
+        raise PublishNotAllowed(
+            f"{event_type} is an internal fact: only the app that owns it publishes it. "
+            f"Outside callers publish {registry.PLATFORM_NAMESPACE}.* types.",
+            errors={"type": [f"{event_type} may not be published through the API."]},
+        )
+    if not caller.has_perm(permission):
+        raise PublishNotAllowed(
+            f"Publishing {event_type} needs the {permission} permission.",
+            errors={"type": [f"Needs the {permission} permission."]},
+        )
+    source = f"api/{caller.get_username()}"[: OutboxEvent._meta.get_field("source").max_length]
+    return publish(event_type, payload, key=key, version=version, source=source)
 
 
 def publish_many(events: Iterable[NewEvent], *, with_keys: bool = True) -> list[OutboxEvent]:
@@ -96,7 +125,7 @@ def publish_many(events: Iterable[NewEvent], *, with_keys: bool = True) -> list[
             OutboxEvent(
                 type=event.type,
                 version=version,
-                source=f"supplychain/{event.type.split('.', 1)[0]}",
+                source=event.source or f"supplychain/{event.type.split('.', 1)[0]}",
                 occurred_at=now,
                 correlation_id=event.correlation_id[:100] if event.correlation_id is not None else correlation_id,
                 key=str(event.key or "")[:200],
@@ -307,6 +336,10 @@ def process_deliveries(*, subscription_id: int, batch_size: int | None = None, t
     if subscription is None:
         return report
     batch_size = batch_size or _setting("EVENTS_DELIVERY_BATCH", 200)
+    problems = subscription.policy_problems()
+    if problems:  # a row written past validation (the database, an old row): no attempt can be computed
+        _dead_letter_due(subscription, problems, batch_size, report)
+        return report
     deadline = time.monotonic() + (time_budget or _setting("EVENTS_TIME_BUDGET", 5.0))
     while time.monotonic() < deadline:
         claimed = _claim(subscription, batch_size)
@@ -324,6 +357,34 @@ def process_deliveries(*, subscription_id: int, batch_size: int | None = None, t
     if report.next_retry_in is not None and report.next_retry_in <= _setting("EVENTS_COUNTDOWN_MAX", 300):
         kick_deliveries([subscription], countdown=report.next_retry_in + 0.1)
     return report
+
+
+def _dead_letter_due(subscription: Subscription, problems: dict, batch_size: int, report: DeliveryReport) -> None:
+    """Record one attempt with the policy's error on every due delivery and dead-letter it (alarm raised).
+
+    Fix the subscription, then redrive: nothing is attempted, or crashes and comes back, meanwhile.
+    """
+    error = "The subscription's delivery settings are invalid, so no attempt can be computed: " + "; ".join(
+        f"{name}: {' '.join(messages)}" for name, messages in sorted(problems.items())
+    )
+    while True:
+        with transaction.atomic():
+            rows = list(
+                Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("event")
+                .filter(subscription=subscription, status__in=OPEN, visible_at__lte=timezone.now())
+                .order_by("visible_at", "id")[:batch_size]
+            )
+            if not rows:
+                return
+            Delivery.objects.filter(id__in=[d.id for d in rows]).update(
+                attempts=F("attempts") + 1, total_attempts=F("total_attempts") + 1
+            )
+            for delivery in rows:
+                delivery.attempts += 1
+                delivery.total_attempts += 1
+            report.claimed += len(rows)
+            _record(subscription, rows, [Outcome(False, 0.0, error[:2000])] * len(rows), report, final=True)
 
 
 def _lease_seconds() -> float:
@@ -414,8 +475,13 @@ def _record(
     report: DeliveryReport,
     *,
     count_attempt: bool = True,
+    final: bool = False,
 ) -> None:
-    """Write each attempt's outcome: succeeded, retry at a backoff delay, or dead; audit every attempt."""
+    """Write each attempt's outcome: succeeded, retry at a backoff delay, or dead; audit every attempt.
+
+    ``final`` dead-letters every failure whatever attempts remain; so does a retry delay that cannot
+    be computed (its error is added to the attempt's), rather than crashing the task to come back forever.
+    """
     now = timezone.now()
     audit = []
     latencies = []
@@ -429,15 +495,24 @@ def _record(
             delivery.completed_at = now
             report.succeeded += 1
             latencies.append((now - delivery.event.occurred_at).total_seconds())
-        elif delivery.attempts >= subscription.max_attempts:
+            dead = False
+        else:
+            dead = final or delivery.attempts >= subscription.max_attempts
+            if not dead:
+                try:
+                    delay = subscription.retry_delay(delivery.attempts)
+                    visible_at = now + timedelta(seconds=delay)
+                except (ArithmeticError, ValueError, TypeError) as exc:
+                    delivery.last_error = f"{outcome.error}; no retry delay can be computed ({exc}): dead-lettered"
+                    delay, dead = None, True
+        if dead:
             delivery.status = Delivery.Status.DEAD
             delivery.dead_at = now
             report.dead += 1
             newly_dead += 1
-        else:
-            delay = subscription.retry_delay(delivery.attempts)
+        elif not outcome.ok:
             delivery.status = Delivery.Status.PENDING
-            delivery.visible_at = now + timedelta(seconds=delay)
+            delivery.visible_at = visible_at
             report.retrying += 1
             report.next_retry_in = delay if report.next_retry_in is None else min(report.next_retry_in, delay)
         event = delivery.event
@@ -452,7 +527,7 @@ def _record(
                 subscription.name,
                 "",
                 "succeeded" if outcome.ok else ("dead" if delivery.status == Delivery.Status.DEAD else "failed"),
-                outcome.error,
+                delivery.last_error,
                 {"counted": count_attempt, "attempt_in_round": delivery.attempts},
                 delivery.id,
                 delivery.total_attempts,
@@ -646,6 +721,168 @@ def redrive_deliveries(
         subscriptions = {row.subscription_id: row.subscription for row in rows}
         transaction.on_commit(lambda: kick_deliveries(subscriptions.values()))
     return len(rows)
+
+
+# ---- Subscriptions ------------------------------------------------------------------------------
+
+# What a caller may set; alarm_state, the previous secret and the timestamps belong to the backbone.
+SUBSCRIPTION_FIELDS = (
+    "name",
+    "description",
+    "active",
+    "event_types",
+    "filter_policy",
+    "target",
+    "handler",
+    "url",
+    "secret",
+    "max_batch_size",
+    "timeout_seconds",
+    "queue",
+    "max_attempts",
+    "initial_interval",
+    "backoff_rate",
+    "max_interval",
+    "jitter",
+)
+SECRET_GRACE_SECONDS_DEFAULT = 86400  # a rotated-out secret keeps verifying for a day
+SECRET_GRACE_SECONDS_MAX = 7 * 86400
+EVENT_TYPE_PATTERNS_MAX = 50
+
+
+def check_subscription(subscription: Subscription, *, new_secret: bool) -> None:
+    """Every field rule and bound at once, each under its field name: ``SubscriptionInvalid`` (400)."""
+    from django.core.exceptions import ValidationError
+
+    from supplychain.core.identifiers import identifier_validator
+
+    errors: dict[str, list[str]] = {}
+    try:
+        subscription.full_clean()
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    try:
+        identifier_validator(subscription.name)
+    except ValidationError as exc:
+        errors.setdefault("name", []).extend(exc.messages)
+    patterns = subscription.event_types
+    if isinstance(patterns, list) and (len(patterns) > EVENT_TYPE_PATTERNS_MAX or any(len(p) > 100 for p in patterns)):
+        errors.setdefault("event_types", []).append(f"At most {EVENT_TYPE_PATTERNS_MAX} patterns of 100 characters.")
+    if new_secret and subscription.secret:
+        problem = signing.secret_problem(subscription.secret)
+        if problem:
+            errors.setdefault("secret", []).append(problem)
+    if errors:
+        detail = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in errors.items())
+        raise SubscriptionInvalid(detail, errors=errors)
+
+
+@transaction.atomic
+def create_subscription(
+    *,
+    name: str,
+    event_types: list[str],
+    target: str,
+    description: str = "",
+    active: bool = True,
+    filter_policy: dict | None = None,
+    handler: str = "",
+    url: str = "",
+    secret: str = "",
+    max_batch_size: int = 1,
+    timeout_seconds: float = 10.0,
+    queue: str = "events",
+    max_attempts: int = 5,
+    initial_interval: float = 1.0,
+    backoff_rate: float = 2.0,
+    max_interval: float = 3600.0,
+    jitter: str = Subscription.Jitter.FULL,
+) -> Subscription:
+    """Create a subscription after checking every field against its rules and bounds.
+
+    An HTTP subscription without a secret gets a generated ``whsec_`` one (read it from the returned
+    object: the API shows it once, in the answer to the creation); a given secret must be
+    ``whsec_<base64>`` of 24 to 64 bytes.
+    """
+    if target == Subscription.Target.HTTP and not secret:
+        secret = signing.generate_secret()
+    subscription = Subscription(
+        name=name,
+        description=description,
+        active=active,
+        event_types=event_types,
+        filter_policy={} if filter_policy is None else filter_policy,
+        target=target,
+        handler=handler,
+        url=url,
+        secret=secret,
+        max_batch_size=max_batch_size,
+        timeout_seconds=timeout_seconds,
+        queue=queue,
+        max_attempts=max_attempts,
+        initial_interval=initial_interval,
+        backoff_rate=backoff_rate,
+        max_interval=max_interval,
+        jitter=jitter,
+    )
+    check_subscription(subscription, new_secret=True)
+    subscription.save()
+    return subscription
+
+
+@transaction.atomic
+def update_subscription(
+    *, subscription: Subscription, secret_grace_seconds: float = SECRET_GRACE_SECONDS_DEFAULT, **changes
+) -> Subscription:
+    """Change the named fields of a subscription, checked like a new one; the others stay.
+
+    A new ``secret`` is a rotation: the old one stays valid (deliveries are signed with both) for
+    ``secret_grace_seconds``. Turning a subscription into an HTTP one without a secret generates one.
+    """
+    unknown = sorted(set(changes) - set(SUBSCRIPTION_FIELDS))
+    if unknown:
+        raise SubscriptionInvalid(
+            f"Not a field of a subscription: {', '.join(unknown)}.", errors={f: ["Unknown field."] for f in unknown}
+        )
+    if not 0 <= secret_grace_seconds <= SECRET_GRACE_SECONDS_MAX:
+        raise SubscriptionInvalid(
+            f"secret_grace_seconds: between 0 and {SECRET_GRACE_SECONDS_MAX}.",
+            errors={"secret_grace_seconds": [f"Between 0 and {SECRET_GRACE_SECONDS_MAX} seconds."]},
+        )
+    locked = Subscription.objects.select_for_update().get(pk=subscription.pk)
+    if changes.get("secret") == "" and changes.get("target", locked.target) == Subscription.Target.HTTP:
+        raise SubscriptionInvalid(
+            "secret: an HTTP subscription keeps a secret; rotate-secret generates a new one and shows it.",
+            errors={"secret": ["An HTTP subscription keeps a secret; use rotate-secret to generate a new one."]},
+        )
+    old_secret = locked.secret
+    for name, value in changes.items():
+        setattr(locked, name, {} if name == "filter_policy" and value is None else value)
+    if locked.target == Subscription.Target.HTTP and not locked.secret:
+        locked.secret = signing.generate_secret()
+    rotated = bool(locked.secret) and locked.secret != old_secret
+    check_subscription(locked, new_secret=rotated)
+    if rotated and old_secret:
+        locked.previous_secret = old_secret
+        locked.previous_secret_expires_at = timezone.now() + timedelta(seconds=secret_grace_seconds)
+    locked.save()
+    return locked
+
+
+@transaction.atomic
+def delete_subscription(*, subscription: Subscription) -> None:
+    """Remove a subscription with its deliveries; their attempts stay in the audit log."""
+    Subscription.objects.filter(pk=subscription.pk).delete()
+
+
+def rotate_subscription_secret(
+    *, subscription: Subscription, secret: str = "", grace_seconds: float = SECRET_GRACE_SECONDS_DEFAULT
+) -> Subscription:
+    """Give a subscription a new signing secret (generated unless given); the old one verifies for
+    ``grace_seconds`` more, so a receiver can switch without losing a delivery."""
+    return update_subscription(
+        subscription=subscription, secret=secret or signing.generate_secret(), secret_grace_seconds=grace_seconds
+    )
 
 
 # ---- Subscriptions from code --------------------------------------------------------------------

@@ -1,12 +1,14 @@
-"""HTTP deliveries: signed JSON POSTs to subscriber endpoints, one event or a batch per request.
+"""HTTP deliveries: JSON POSTs to subscriber endpoints signed per Standard Webhooks, one event or a batch.
 
-Headers: ``X-Supplychain-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">`` with the
-subscription's secret, ``X-Supplychain-Event-Id`` (single events) or ``X-Supplychain-Batch-Size``.
-A batch body is ``{"events": [envelope, ...]}``; any 2xx answer marks all of it delivered.
+Headers: ``webhook-id`` (the event id, the same on every retry; for a batch an id derived from its
+event ids), ``webhook-timestamp`` and ``webhook-signature`` (see ``signing``), and
+``X-Supplychain-Event-Type`` (single events) or ``X-Supplychain-Batch-Size``. A batch body is
+``{"events": [envelope, ...]}``; any 2xx answer marks all of it delivered.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 
@@ -28,14 +30,18 @@ def post_deliveries(subscription, deliveries) -> list:
         chunk = deliveries[start : start + size]
         if size == 1:
             body_object = chunk[0].event.envelope()
-            headers = {"X-Supplychain-Event-Id": body_object["id"], "X-Supplychain-Event-Type": body_object["type"]}
+            message_id = body_object["id"]
+            headers = {"X-Supplychain-Event-Type": body_object["type"]}
         else:
             body_object = {"events": [delivery.event.envelope() for delivery in chunk]}
+            message_id = batch_message_id([envelope["id"] for envelope in body_object["events"]])
             headers = {"X-Supplychain-Batch-Size": str(len(chunk))}
         body = json.dumps(body_object, separators=(",", ":")).encode()
         headers["Content-Type"] = "application/json"
         if subscription.secret:
-            headers[signing.SIGNATURE_HEADER] = signing.sign(subscription.secret, body)
+            headers.update(signing.headers(message_id=message_id, body=body, secrets=signing_secrets(subscription)))
+        else:  # a row written without a secret (the API and the admin always give one): unsigned, still identified
+            headers[signing.ID_HEADER] = message_id
         started = time.perf_counter()
         try:
             response = _session.post(
@@ -49,6 +55,24 @@ def post_deliveries(subscription, deliveries) -> list:
             outcome = Outcome(ok, _ms(started), error, response.status_code)
         outcomes.extend([outcome] * len(chunk))
     return outcomes
+
+
+def signing_secrets(subscription) -> list[str]:
+    """The current secret, and the previous one while its grace period after a rotation lasts."""
+    from django.utils import timezone
+
+    secrets = [subscription.secret]
+    expires = subscription.previous_secret_expires_at
+    if subscription.previous_secret and expires is not None and expires > timezone.now():
+        secrets.append(subscription.previous_secret)
+    return secrets
+
+
+def batch_message_id(event_ids: list[str]) -> str:
+    """A batch's ``webhook-id``: the same for the same events, whatever their order (receivers dedupe
+    each envelope on its ``id``; a retry may batch the events differently)."""
+    digest = hashlib.sha256(",".join(sorted(event_ids)).encode()).hexdigest()[:32]
+    return f"batch_{digest}"
 
 
 def _ms(started: float) -> float:

@@ -208,9 +208,11 @@ def test_http_subscriber_declaring_batches_gets_one_signed_post_for_many_events(
     from supplychain.events import signing
     from tests.httpserver import Endpoint
 
+    secret = signing.generate_secret()
+
     with Endpoint() as endpoint:
         subscription = SubscriptionFactory(
-            target="http", handler="", url=endpoint.url, secret="batch-secret", max_batch_size=10
+            target="http", handler="", url=endpoint.url, secret=secret, max_batch_size=10
         )
         events = [services.publish(THING, {"sku": "ham", "quantity": n + 1}) for n in range(5)]
         services.relay_pending()
@@ -220,7 +222,8 @@ def test_http_subscriber_declaring_batches_gets_one_signed_post_for_many_events(
     request = endpoint.received[0]
     assert request.headers["X-Supplychain-Batch-Size"] == "5"
     assert sorted(e["id"] for e in request.json["events"]) == sorted(str(e.event_id) for e in events)
-    assert signing.verify("batch-secret", request.body, request.headers["X-Supplychain-Signature"])
+    assert signing.verify(secret, request.body, request.headers)
+    assert request.headers["webhook-id"].startswith("batch_")
 
 
 def test_one_bad_event_in_a_batch_handler_fails_alone():

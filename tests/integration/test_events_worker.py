@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+from standardwebhooks import Webhook
 
 from supplychain.events import services, signing
 from supplychain.events.models import AuditEntry, Delivery, OutboxEvent, Subscription
@@ -21,6 +22,8 @@ from tests.processes import ManagedProcess, free_port, wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 THING = "probe.thing_happened"
+OUTSIDE = "platform.probe_posted"  # what an outside caller may publish through the API
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 def publish_committed(payload: dict, **kwargs) -> OutboxEvent:
@@ -61,13 +64,13 @@ def test_rollback_delivers_nothing_and_commit_delivers_once_to_each_matching_sub
 
 def test_http_subscriber_failing_then_recovering_gets_growing_jittered_retries_signed(celery_worker):
     failures = 3
-    with Endpoint(fail_first=failures) as endpoint:
+    with Endpoint(fail_first=failures, secret=SECRET) as endpoint:  # answers 401 to a bad signature
         subscription = SubscriptionFactory(
             name="partner-http",
             target="http",
             handler="",
             url=endpoint.url,
-            secret="partner-secret",
+            secret=SECRET,
             max_attempts=6,
             initial_interval=0.4,
             backoff_rate=2.0,
@@ -78,11 +81,13 @@ def test_http_subscriber_failing_then_recovering_gets_growing_jittered_retries_s
         wait_for(succeeded(subscription), 60, "the HTTP delivery to succeed")
 
     assert [received.status for received in endpoint.received] == [500, 500, 500, 200]
-    for received in endpoint.received:
+    for received in endpoint.received:  # Standard Webhooks: what any receiver library verifies
         assert received.json["id"] == str(event.event_id)
-        assert received.headers["X-Supplychain-Event-Id"] == str(event.event_id)
-        assert signing.verify("partner-secret", received.body, received.headers["X-Supplychain-Signature"])
-        assert not signing.verify("wrong-secret", received.body, received.headers["X-Supplychain-Signature"])
+        assert received.headers["webhook-id"] == str(event.event_id)  # the same on every retry: dedupe on it
+        assert Webhook(SECRET).verify(received.body, received.headers)["id"] == str(event.event_id)
+        assert signing.verify(SECRET, received.body, received.headers, now=received.at)
+        assert not signing.verify(signing.generate_secret(), received.body, received.headers, now=received.at)
+        assert "X-Supplychain-Signature" not in received.headers
 
     attempts = list(AuditEntry.objects.filter(kind="attempt", subscription="partner-http").order_by("attempt"))
     assert [a.outcome for a in attempts] == ["failed", "failed", "failed", "succeeded"]
@@ -141,6 +146,35 @@ def test_always_failing_subscriber_dies_alarms_once_and_redrive_delivers_exactly
     assert [h["outcome"] for h in history] == ["failed", "failed", "dead", "redriven", "succeeded"]
 
 
+def test_a_policy_written_past_validation_is_dead_lettered_once_not_retried_every_minute(celery_worker):
+    """initial_interval 1e308 used to crash every attempt unrecorded, the delivery claimed again each lease."""
+    with Endpoint(always_fail=True) as endpoint:
+        subscription = SubscriptionFactory(
+            name="overflowing", target="http", handler="", url=endpoint.url, max_attempts=50, queue="dispatch"
+        )
+        Subscription.objects.filter(pk=subscription.pk).update(initial_interval=1e308, max_interval=1e308)
+        event = publish_committed({"sku": "ham", "quantity": 1})
+        wait_for(
+            lambda: Delivery.objects.filter(subscription=subscription, status="dead").exists(),
+            30,
+            "the delivery to be dead-lettered",
+        )
+        delivery = Delivery.objects.get(event=event, subscription=subscription)
+        attempts = list(AuditEntry.objects.filter(kind="attempt", delivery_id=delivery.id))
+        assert [a.outcome for a in attempts] == ["dead"]
+        assert "initial_interval" in attempts[0].error
+        assert delivery.attempts == 1
+        assert len(endpoint.received) == 0  # nothing sent on a policy no attempt can be computed from
+        subscription.refresh_from_db()
+        assert subscription.alarm_state == "alarm"
+
+        # Fixed through the service, then redriven: delivered.
+        services.update_subscription(subscription=subscription, initial_interval=1, max_interval=60)
+        endpoint.always_fail = False
+        assert services.redrive_deliveries(subscription="overflowing") == 1
+        wait_for(succeeded(subscription), 30, "the redriven delivery")
+
+
 def test_killed_worker_mid_delivery_is_redone_after_restart_with_one_effect(
     celery_worker, celery_beat, start_worker, tmp_path
 ):
@@ -177,7 +211,7 @@ def test_broker_down_while_publishing_loses_nothing(real_services, process_env, 
         server.wait_until(lambda: "Ready to accept connections" in server.output(), 15, "redis to start")
         return server
 
-    subscription = SubscriptionFactory(name="outage-probe", handler="probe-b", queue="default")
+    subscription = SubscriptionFactory(name="outage-probe", handler="probe-b", queue="default", event_types=[OUTSIDE])
     api = staff_api()
     token = api._credentials["HTTP_AUTHORIZATION"]
     redis_server = start_redis()
@@ -206,7 +240,7 @@ def test_broker_down_while_publishing_loses_nothing(real_services, process_env, 
         for n in range(20):
             response = requests.post(
                 f"http://127.0.0.1:{web_port}/api/v1/events/",
-                json={"type": THING, "payload": {"sku": "ham", "quantity": n + 1}},
+                json={"type": OUTSIDE, "payload": {"sku": "ham", "quantity": n + 1}},
                 headers={"Authorization": token},
                 timeout=10,
             )
@@ -214,7 +248,7 @@ def test_broker_down_while_publishing_loses_nothing(real_services, process_env, 
             published.append(response.json()["id"])
         ready = requests.get(f"http://127.0.0.1:{web_port}/readyz", timeout=10)
         assert ready.status_code == 503  # readiness tells the truth meanwhile
-        assert OutboxEvent.objects.filter(type=THING, relayed_at__isnull=True).count() == 20
+        assert OutboxEvent.objects.filter(type=OUTSIDE, relayed_at__isnull=True).count() == 20
 
         redis_server = start_redis()  # the broker is back (empty: whatever it held is gone)
         wait_for(succeeded(subscription, 20), 90, "every event published during the outage to be delivered")
