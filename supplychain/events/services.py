@@ -22,13 +22,18 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django_guid import get_guid
 
+from supplychain.celery import app as celery_app
 from supplychain.core.db import copy_insert, copy_rows
 from supplychain.core.errors import DomainError
 from supplychain.events import filters, metrics, registry, signals, transport
 from supplychain.events.models import AuditEntry, Delivery, OutboxEvent, Subscription
+from supplychain.events.transport import Outcome
 
 logger = logging.getLogger(__name__)
 
+# The tasks the services send by name (tasks.py registers them under these names; settings route them).
+RELAY_TASK = "events.relay"
+DELIVER_TASK = "events.deliver"
 OPEN = (Delivery.Status.PENDING, Delivery.Status.IN_FLIGHT)
 OUTBOX_FIELDS = ["event_id", "type", "version", "source", "occurred_at", "correlation_id", "key", "payload"]
 AUDIT_FIELDS = [
@@ -192,10 +197,8 @@ class _Kicker:
         self._send()
 
     def _send(self) -> None:
-        from supplychain.events import tasks
-
         try:
-            tasks.relay.apply_async(retry=False)
+            celery_app.send_task(RELAY_TASK, retry=False)
         except Exception as exc:  # the outbox keeps the event; the sweep relays it when the broker is back
             logger.warning("relay kick not sent (%s: %s); the sweep will relay", type(exc).__name__, exc)
 
@@ -271,24 +274,16 @@ def _insert_deliveries(pairs: list[tuple[int, Subscription]], now: datetime) -> 
 
 def kick_deliveries(subscriptions: Iterable[Subscription], countdown: float | None = None) -> None:
     """Ask a worker on each subscription's queue to drain its due deliveries."""
-    from supplychain.events import tasks
-
     for subscription in subscriptions:
         try:
-            tasks.deliver.apply_async((subscription.id,), queue=subscription.queue, countdown=countdown, retry=False)
+            celery_app.send_task(
+                DELIVER_TASK, (subscription.id,), queue=subscription.queue, countdown=countdown, retry=False
+            )
         except Exception as exc:  # the deliveries are in the database; the sweep kicks again
             logger.warning("delivery kick for %s not sent (%s); the sweep will", subscription.name, exc)
 
 
 # ---- Deliver ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Outcome:
-    ok: bool
-    duration_ms: float
-    error: str = ""
-    http_status: int | None = None
 
 
 @dataclass

@@ -5,13 +5,13 @@ from celery import shared_task
 from supplychain.events import services
 
 
-@shared_task(name="events.relay", ignore_result=True, acks_late=True)
+@shared_task(name=services.RELAY_TASK, ignore_result=True, acks_late=True)
 def relay() -> int:
     """Fan committed outbox events out into deliveries (kicked after commit, and by the sweep)."""
     return services.relay_pending()
 
 
-@shared_task(name="events.deliver", ignore_result=True, acks_late=True, soft_time_limit=50, time_limit=55)
+@shared_task(name=services.DELIVER_TASK, ignore_result=True, acks_late=True, soft_time_limit=50, time_limit=55)
 def deliver(subscription_id: int) -> dict:
     """Drain due deliveries of one subscription for a few seconds, in batches."""
     report = services.process_deliveries(subscription_id=subscription_id)
