@@ -22,10 +22,23 @@ class Received:
 
 
 class Endpoint:
-    """``fail_first`` requests answer ``fail_status``; after that ``ok_status`` (unless ``always_fail``)."""
+    """``fail_first`` requests answer ``fail_status``; after that ``ok_status`` (unless ``always_fail``).
 
-    def __init__(self, *, fail_first: int = 0, fail_status: int = 500, always_fail: bool = False):
+    ``slow_first`` requests are recorded at once but answered only after ``slow_seconds`` (a subscriber
+    still working when its caller dies).
+    """
+
+    def __init__(
+        self,
+        *,
+        fail_first: int = 0,
+        fail_status: int = 500,
+        always_fail: bool = False,
+        slow_first: int = 0,
+        slow_seconds: float = 0.0,
+    ):
         self.fail_first, self.fail_status, self.always_fail = fail_first, fail_status, always_fail
+        self.slow_first, self.slow_seconds = slow_first, slow_seconds
         self.received: list[Received] = []
         self._lock = threading.Lock()
         endpoint = self
@@ -37,6 +50,9 @@ class Endpoint:
                     failing = endpoint.always_fail or len(endpoint.received) < endpoint.fail_first
                     status = endpoint.fail_status if failing else 200
                     endpoint.received.append(Received(time.time(), dict(self.headers), body, status))
+                    slow = len(endpoint.received) <= endpoint.slow_first
+                if slow:
+                    time.sleep(endpoint.slow_seconds)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()

@@ -295,8 +295,13 @@ class DeliveryReport:
     next_retry_in: float | None = field(default=None, repr=False)
 
 
-def process_deliveries(*, subscription_id: int, batch_size: int | None = None, time_budget: float | None = None):
-    """Claim and run due deliveries of one subscription until none are due or the budget is spent."""
+def process_deliveries(
+    *, subscription_id: int, batch_size: int | None = None, time_budget: float | None = None, worker: str = ""
+):
+    """Claim and run due deliveries of one subscription until none are due or the budget is spent.
+
+    ``worker`` (the Celery node name) is recorded on each claim: see ``take_back_leases``.
+    """
     report = DeliveryReport()
     subscription = Subscription.objects.filter(pk=subscription_id, active=True).first()
     if subscription is None:
@@ -304,7 +309,7 @@ def process_deliveries(*, subscription_id: int, batch_size: int | None = None, t
     batch_size = batch_size or _setting("EVENTS_DELIVERY_BATCH", 200)
     deadline = time.monotonic() + (time_budget or _setting("EVENTS_TIME_BUDGET", 5.0))
     while time.monotonic() < deadline:
-        claimed = _claim(subscription, batch_size)
+        claimed = _claim(subscription, batch_size, worker)
         if not claimed:
             break
         report.claimed += len(claimed)
@@ -325,8 +330,8 @@ def _lease_seconds() -> float:
     return _setting("EVENTS_LEASE_SECONDS", 60)
 
 
-def _claim(subscription: Subscription, limit: int) -> list[Delivery]:
-    """Take up to ``limit`` due deliveries and hide them for the lease (SQS receive)."""
+def _claim(subscription: Subscription, limit: int, worker: str = "") -> list[Delivery]:
+    """Take up to ``limit`` due deliveries and hide them for the lease (SQS receive), leased by ``worker``."""
     if subscription.target == Subscription.Target.HTTP:
         # Never claim more than the lease can cover at the endpoint's timeout.
         posts = max(1, int(_lease_seconds() // max(subscription.timeout_seconds, 0.1)))
@@ -352,6 +357,7 @@ def _claim(subscription: Subscription, limit: int) -> list[Delivery]:
             attempts=F("attempts") + 1,
             total_attempts=F("total_attempts") + 1,
             visible_at=visible_at,
+            leased_by=worker[:200],
         )
     for delivery in live:
         delivery.status = Delivery.Status.IN_FLIGHT
@@ -359,6 +365,29 @@ def _claim(subscription: Subscription, limit: int) -> list[Delivery]:
         delivery.total_attempts += 1
         delivery.visible_at = visible_at
     return live
+
+
+def take_back_leases(*, worker: str) -> int:
+    """End now the leases ``worker`` holds, and kick their subscriptions; returns how many were taken back.
+
+    For a worker starting under the node name it had: whatever it held then was lost with its process
+    (a node name is one live worker), so waiting out the lease would only delay those deliveries. Their
+    attempts are redone, so a subscriber may get such a delivery twice (at-least-once).
+    """
+    if not worker:
+        return 0
+    with transaction.atomic():
+        now = timezone.now()
+        held = Delivery.objects.filter(status=Delivery.Status.IN_FLIGHT, leased_by=worker, visible_at__gt=now)
+        subscription_ids = set(held.values_list("subscription_id", flat=True))
+        taken = held.update(visible_at=now)
+        subscriptions = list(
+            Subscription.objects.filter(id__in=subscription_ids, active=True).only("id", "queue", "name")
+        )
+        transaction.on_commit(lambda: kick_deliveries(subscriptions))
+    if taken:
+        logger.info("took back %d delivery leases held by %s before its restart", taken, worker)
+    return taken
 
 
 def _run_handlers(subscription: Subscription, deliveries: list[Delivery], report: DeliveryReport) -> None:

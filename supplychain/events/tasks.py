@@ -1,6 +1,8 @@
 """Celery entry points of the backbone: thin, idempotent, each calls one service."""
 
 from celery import shared_task
+from celery.signals import worker_ready
+from django.db import connections
 
 from supplychain.events import services
 
@@ -11,10 +13,12 @@ def relay() -> int:
     return services.relay_pending()
 
 
-@shared_task(name=services.DELIVER_TASK, ignore_result=True, acks_late=True, soft_time_limit=50, time_limit=55)
-def deliver(subscription_id: int) -> dict:
-    """Drain due deliveries of one subscription for a few seconds, in batches."""
-    report = services.process_deliveries(subscription_id=subscription_id)
+@shared_task(
+    name=services.DELIVER_TASK, bind=True, ignore_result=True, acks_late=True, soft_time_limit=50, time_limit=55
+)
+def deliver(self, subscription_id: int) -> dict:
+    """Drain due deliveries of one subscription for a few seconds, in batches, leased under this worker's name."""
+    report = services.process_deliveries(subscription_id=subscription_id, worker=self.request.hostname or "")
     return {"claimed": report.claimed, "succeeded": report.succeeded, "retrying": report.retrying, "dead": report.dead}
 
 
@@ -35,3 +39,12 @@ def archive_audit() -> dict:
 
     report = archive(older_than=timedelta(days=settings.AUDIT_RETENTION_DAYS))
     return {"files": len(report.files), "entries": report.entries}
+
+
+@worker_ready.connect
+def take_back_own_leases(sender, **kwargs) -> None:
+    """A worker starting under a node name it had before takes back that name's delivery leases at once."""
+    try:
+        services.take_back_leases(worker=sender.hostname)
+    finally:
+        connections.close_all()  # the worker's parent process keeps no connection of its own

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
+import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -233,3 +235,29 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=1).status_code == 200
     except requests.RequestException:
         return False
+
+
+def test_worker_killed_mid_http_delivery_takes_its_lease_back_at_once_when_restarted(celery_worker, start_worker):
+    """The restarted worker redoes the delivery in seconds, not after the 60 s lease; the subscriber gets it twice."""
+    name = f"restart-{uuid.uuid4().hex[:6]}@localhost"
+    with Endpoint(slow_first=1, slow_seconds=30) as endpoint:
+        subscription = SubscriptionFactory(
+            name="restart-probe", target="http", handler="", url=endpoint.url, queue="restarttest", timeout_seconds=40
+        )
+        victim = start_worker("restarttest", label="victim", name=name)
+        event = publish_committed({"sku": "ham", "quantity": 1})
+        wait_for(lambda: endpoint.received, 30, "the slow subscriber to receive the first POST")
+
+        victim.signal(signal.SIGKILL)  # parent and pool child, while the subscriber is still answering
+        victim.popen.wait(timeout=10)
+        killed_at = time.monotonic()
+        start_worker("restarttest", label="restarted", name=name)
+        ready_at = time.monotonic()
+        wait_for(succeeded(subscription), 60, "the delivery to complete after the restart")
+        done_at = time.monotonic()
+
+    assert done_at - ready_at < 5, f"{done_at - ready_at:.1f}s after the restarted worker was ready"
+    assert done_at - killed_at < 30, f"{done_at - killed_at:.1f}s after the kill (the lease is 60 s)"
+    assert [received.json["id"] for received in endpoint.received] == [str(event.event_id)] * 2  # at least once
+    delivery = Delivery.objects.get(subscription=subscription)
+    assert delivery.attempts == 2
