@@ -1,10 +1,13 @@
 """Celery entry points of the backbone: thin, idempotent, each calls one service."""
 
+from datetime import timedelta
+
 from celery import shared_task
 from celery.signals import worker_ready
+from django.conf import settings
 from django.db import connections
 
-from supplychain.events import services
+from supplychain.events import archive, retention, services
 
 
 @shared_task(name=services.RELAY_TASK, ignore_result=True, acks_late=True)
@@ -31,14 +34,17 @@ def sweep() -> dict:
 @shared_task(name="events.archive_audit", acks_late=True, ignore_result=True, time_limit=3600, soft_time_limit=3500)
 def archive_audit() -> dict:
     """Nightly: move audit entries older than AUDIT_RETENTION_DAYS to object storage (verified first)."""
-    from datetime import timedelta
-
-    from django.conf import settings
-
-    from supplychain.events.archive import archive_audit as archive
-
-    report = archive(older_than=timedelta(days=settings.AUDIT_RETENTION_DAYS))
+    report = archive.archive_audit(older_than=timedelta(days=settings.AUDIT_RETENTION_DAYS))
     return {"files": len(report.files), "entries": report.entries}
+
+
+@shared_task(name="events.purge_finished", acks_late=True, ignore_result=True, time_limit=3600, soft_time_limit=3500)
+def purge_finished() -> dict:
+    """Nightly: remove succeeded deliveries and relayed events older than EVENTS_RETENTION_DAYS, once audited."""
+    report = retention.purge_finished_events(
+        older_than=timedelta(days=settings.EVENTS_RETENTION_DAYS), batch_size=settings.EVENTS_RETENTION_BATCH
+    )
+    return report.as_dict()
 
 
 @worker_ready.connect
