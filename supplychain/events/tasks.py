@@ -25,7 +25,9 @@ def deliver(self, subscription_id: int) -> dict:
     return {"claimed": report.claimed, "succeeded": report.succeeded, "retrying": report.retrying, "dead": report.dead}
 
 
-@shared_task(name="events.sweep", ignore_result=True, acks_late=True)
+# send_events=False: beat sends it every few seconds, and its task events flooded Flower's task list (beat
+# itself sends no task-sent events: supplychain/celery.py). What it does shows in the tasks it kicks.
+@shared_task(name="events.sweep", ignore_result=True, acks_late=True, send_events=False)
 def sweep() -> dict:
     """Beat's safety net: relay missed events, kick subscriptions whose deliveries are due."""
     return services.sweep()
