@@ -125,7 +125,7 @@ def invariant_violations() -> list[str]:
 # Instead a stream keeps the database snapshot of its last read (``pg_current_snapshot()``, its
 # position token) and asks for the changes visible now that were not visible then; every row records
 # the top-level transaction that wrote it (``txid``, events migration 0004). Only transactions at or
-# above that snapshot's xmin can have committed since, so the partial index on ``txid`` (stock
+# above that snapshot's xmin can have committed since, so the partial index on ``txid`` (events
 # migration 0006) bounds the read. SQLite runs one writer at a time, so there ids commit in order and
 # the token is the last id read.
 _SNAPSHOT = re.compile(r"^[0-9]{1,20}:[0-9]{1,20}:([0-9]{1,20}(,[0-9]{1,20})*)?$")

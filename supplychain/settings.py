@@ -362,6 +362,12 @@ CELERY_BEAT_SCHEDULE["events-sweep"] = {"task": "events.sweep", "schedule": EVEN
 # Audit entries older than this move to object storage every night (manage.py archive_audit by hand).
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=30)
 CELERY_BEAT_SCHEDULE["events-archive-audit"] = {"task": "events.archive_audit", "schedule": crontab(hour=2, minute=30)}
+# Succeeded deliveries and relayed outbox events older than this are removed every night, once their audit
+# entries exist (dead deliveries stay until redriven); EVENTS_RETENTION_BATCH rows per DELETE statement
+# (manage.py purge_finished_events by hand).
+EVENTS_RETENTION_DAYS = env.float("EVENTS_RETENTION_DAYS", default=7.0)
+EVENTS_RETENTION_BATCH = env.int("EVENTS_RETENTION_BATCH", default=1000)
+CELERY_BEAT_SCHEDULE["events-purge-finished"] = {"task": "events.purge_finished", "schedule": crontab(hour=3, minute=0)}
 
 # --- Stock ------------------------------------------------------------------------------------------------
 # Receipt files are picked up under this prefix of object storage: an S3 bucket in production, the local

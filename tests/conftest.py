@@ -159,8 +159,9 @@ def start_worker(process_env, log_dir):
 
     started: list[ManagedProcess] = []
 
-    def start(queues: str, *, label: str = "extra", **env) -> ManagedProcess:
-        name = f"{label}-{uuid.uuid4().hex[:6]}@localhost"
+    def start(queues: str, *, label: str = "extra", name: str | None = None, **env) -> ManagedProcess:
+        """``name``: the node name (``-n``), to restart a worker under the name it had; a fresh one by default."""
+        name = name or f"{label}-{uuid.uuid4().hex[:6]}@localhost"
         argv = celery_argv("worker", "-Q", queues, "-n", name, "-c", "1", "-l", "INFO", "--without-mingle")
         process = ManagedProcess(label, argv, {**process_env, **env}, log_dir / f"{name}.log")
         started.append(process)

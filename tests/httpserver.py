@@ -25,14 +25,24 @@ class Endpoint:
     """``fail_first`` requests answer ``fail_status``; after that ``ok_status`` (unless ``always_fail``).
 
     With ``secret`` it receives like a real subscriber: a request whose Standard Webhooks signature the
-    ``standardwebhooks`` library does not accept answers 401 (and counts as a failure).
+    ``standardwebhooks`` library does not accept answers 401 (and counts as a failure). ``slow_first``
+    requests are recorded at once but answered only after ``slow_seconds`` (a subscriber still working
+    when its caller dies).
     """
 
     def __init__(
-        self, *, fail_first: int = 0, fail_status: int = 500, always_fail: bool = False, secret: str | None = None
+        self,
+        *,
+        fail_first: int = 0,
+        fail_status: int = 500,
+        always_fail: bool = False,
+        secret: str | None = None,
+        slow_first: int = 0,
+        slow_seconds: float = 0.0,
     ):
         self.fail_first, self.fail_status, self.always_fail = fail_first, fail_status, always_fail
         self.secret = secret
+        self.slow_first, self.slow_seconds = slow_first, slow_seconds
         self.received: list[Received] = []
         self._lock = threading.Lock()
         endpoint = self
@@ -46,6 +56,9 @@ class Endpoint:
                     if endpoint.secret is not None and not endpoint.signed_by(body, dict(self.headers)):
                         status = 401
                     endpoint.received.append(Received(time.time(), dict(self.headers), body, status))
+                    slow = len(endpoint.received) <= endpoint.slow_first
+                if slow:
+                    time.sleep(endpoint.slow_seconds)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()

@@ -1,27 +1,17 @@
-"""An index for the live stream: level changes by the transaction that wrote them (PostgreSQL only).
+"""Nothing, now: the live stream's index of level changes by transaction moved to the events app (events 0006).
 
-The stream asks, every half second, which ``stock.level_changed`` rows committed since its last
-snapshot: those written by transactions not yet finished then (``txid`` at or above its xmin). Built
-CONCURRENTLY so a deploy does not block publishing while it builds.
+This migration once built ``outbox_level_changed_txid_idx`` on the events app's outbox table. Databases
+that applied it keep the index; events 0006 builds it with ``IF NOT EXISTS`` under the same name, so
+on those it changes nothing and on new databases it is built once, by the app that owns the table.
 """
 
 from django.db import migrations
 
-from supplychain.core.db import on_postgresql
-
-CREATE = (
-    "CREATE INDEX CONCURRENTLY IF NOT EXISTS outbox_level_changed_txid_idx ON events_outboxevent (txid)"
-    " WHERE type = 'stock.level_changed'"
-)
-DROP = "DROP INDEX CONCURRENTLY IF EXISTS outbox_level_changed_txid_idx"
-
 
 class Migration(migrations.Migration):
-    atomic = False
-
     dependencies = [
         ("stock", "0005_stock_close_function"),
         ("events", "0004_outbox_writer_transaction"),
     ]
 
-    operations = [migrations.RunPython(on_postgresql(CREATE), on_postgresql(DROP))]
+    operations = []

@@ -6,7 +6,8 @@
 -- (commit: remaining and reserved down, depleted at zero; release: reserved down), one ledger row
 -- per allocation (consume / release), the allocations closed, the levels written, and the outbox +
 -- audit rows of level_changed, low (on crossing the threshold downwards) and the reservation's event
--- (the level rule and the event writes: stock_events.sql, shared with stock_reserve).
+-- (the level rule: stock_events.sql, shared with stock_reserve; the event writes: the events app's
+-- events_publish).
 --
 -- p_to: 'committed' or 'released'. Returns jsonb:
 --   {"outcome": "not_found"} | {"outcome": "unchanged", "id"} (already p_to: closing twice changes nothing)
@@ -100,7 +101,7 @@ BEGIN
                                  FROM unnest(v_batches, v_items, v_takes) WITH ORDINALITY AS a(batch_id, ingredient_id, take, n)
                                  JOIN stock_ingredient i ON i.id = a.ingredient_id), '[]'::jsonb))));
 
-    v_counts := stock_publish_events(v_events, p_now, p_correlation_id, p_versions);
+    v_counts := events_publish(v_events, 'supplychain/stock', p_now, p_correlation_id, p_versions);
     RETURN jsonb_build_object('outcome', 'done', 'id', v_id, 'events', v_counts);
 END;
 $fn$;

@@ -1,4 +1,5 @@
--- Helpers shared by stock_reserve and stock_close (PostgreSQL): the level rule and the event writes.
+-- The helper shared by stock_reserve and stock_close (PostgreSQL): the level rule. The events it returns
+-- are written by the events app's events_publish (supplychain/events/sql/events_publish.sql).
 --
 -- stock_move_levels: add the per-ingredient deltas to the (already locked) level rows and return the
 -- events their change causes, as stock.services.levels.LevelBook.save does: stock.level_changed for every
@@ -43,42 +44,5 @@ BEGIN
     )
     SELECT coalesce(jsonb_agg(event ORDER BY ingredient_id, part), '[]'::jsonb) INTO v_events FROM level_events;
     RETURN v_events;
-END;
-$fn$;
-
--- stock_publish_events: write the outbox rows (relayed after commit) and their audit entries for a
--- jsonb array of {type, key, payload}, in order, as events.services.publish_many writes them; return
--- {type: count} for the caller's metrics.
-CREATE OR REPLACE FUNCTION stock_publish_events(
-    p_events jsonb,
-    p_now text,
-    p_correlation_id text,
-    p_versions jsonb
-) RETURNS jsonb
-LANGUAGE plpgsql
-AS $fn$
-DECLARE
-    v_counts jsonb;
-BEGIN
-    WITH event AS (
-        SELECT gen_random_uuid() AS event_id, e->>'type' AS type, (p_versions->>(e->>'type'))::int AS version,
-               left(e->>'key', 200) AS key, e->'payload' AS payload, n
-          FROM jsonb_array_elements(p_events) WITH ORDINALITY AS x(e, n)
-    ), outbox AS (
-        INSERT INTO events_outboxevent (event_id, type, version, source, occurred_at, correlation_id, key, payload)
-            SELECT event_id, type, version, 'supplychain/stock', p_now::timestamptz, p_correlation_id, key, payload
-              FROM event ORDER BY n
-    )
-    INSERT INTO events_auditentry (occurred_at, kind, event_id, event_type, correlation_id, entity_key,
-                                   subscription, partner, outcome, error, data)
-        SELECT p_now::timestamptz, 'published', event_id, type, p_correlation_id, key, '', '', 'published', '',
-               jsonb_build_object('id', event_id::text, 'type', type, 'version', version, 'occurred_at', p_now,
-                                  'source', 'supplychain/stock', 'correlation_id', nullif(p_correlation_id, ''),
-                                  'key', nullif(key, ''), 'payload', payload)
-          FROM event ORDER BY n;
-
-    SELECT jsonb_object_agg(t.type, t.count) INTO v_counts
-      FROM (SELECT e->>'type' AS type, count(*) AS count FROM jsonb_array_elements(p_events) e GROUP BY 1) t;
-    RETURN coalesce(v_counts, '{}'::jsonb);
 END;
 $fn$;

@@ -4,8 +4,8 @@
 -- tests/stock/test_reserve_paths.py: replay by transaction id, unknown skus, level rows locked in
 -- ascending ingredient order, first-expiring batches first and never one expiring before
 -- p_not_before, the reservation with its stored answer, batches, allocations, ledger rows, levels,
--- and the outbox + audit rows of every event, all in the caller's transaction. The level rule and the
--- event writes are shared with stock_close (stock_events.sql).
+-- and the outbox + audit rows of every event (written by the events app's events_publish), all in the
+-- caller's transaction. The level rule is shared with stock_close (stock_events.sql).
 --
 -- Returns jsonb: {"outcome": "replay", "id", "request_hash", "status", "response"}
 --              | {"outcome": "unknown", "missing": [item positions, 0-based]}
@@ -185,7 +185,7 @@ BEGIN
                             JOIN unnest(v_ids, p_skus) AS i(id, sku) ON i.id = p.ingredient_id))));
     END IF;
 
-    v_counts := stock_publish_events(v_events, p_now, p_correlation_id, p_versions);
+    v_counts := events_publish(v_events, 'supplychain/stock', p_now, p_correlation_id, p_versions);
     RETURN jsonb_build_object(
         'outcome', CASE WHEN v_shortages IS NULL THEN 'reserved' ELSE 'rejected' END,
         'id', v_reservation_id,

@@ -1,6 +1,7 @@
 """App config of the event backbone."""
 
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class EventsConfig(AppConfig):
@@ -9,8 +10,14 @@ class EventsConfig(AppConfig):
     verbose_name = "Events and deliveries"
 
     def ready(self) -> None:
-        from django.db.models.signals import post_migrate
+        from supplychain.events import (
+            metrics,  # noqa: F401  (connects the task-runtime receivers)
+            services,
+        )
 
-        from supplychain.events import metrics, signals  # noqa: F401  (connects the task-runtime receivers)
+        self._sync_handler_subscriptions = services.sync_handler_subscriptions
+        post_migrate.connect(self._after_migrate, sender=self)
 
-        post_migrate.connect(signals.sync_after_migrate, sender=self)
+    def _after_migrate(self, **kwargs) -> None:
+        """Create the subscriptions of code-registered handlers (``@subscriber(auto_subscribe=True)``)."""
+        self._sync_handler_subscriptions()

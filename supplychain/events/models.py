@@ -213,7 +213,8 @@ class Delivery(models.Model):
     """One event for one subscriber (an SQS message in that subscriber's queue).
 
     ``visible_at`` works like SQS visibility: a claimed delivery is hidden until its lease ends, so a
-    worker that dies mid-attempt leaves it to be claimed again, never lost.
+    worker that dies mid-attempt leaves it to be claimed again, never lost. ``leased_by`` names the
+    claiming worker, so that worker, restarted under the same name, takes its leases back at once.
     """
 
     class Status(models.TextChoices):
@@ -229,6 +230,13 @@ class Delivery(models.Model):
     total_attempts = models.PositiveIntegerField(default=0, help_text="Attempts across every redrive.")
     redrive_count = models.PositiveIntegerField(default=0)
     visible_at = models.DateTimeField(help_text="When the delivery may next be attempted.")
+    leased_by = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        db_default="",  # also for the relay's raw INSERT
+        help_text="The worker (Celery node name) that last claimed it.",
+    )
     last_error = models.TextField(blank=True)
     last_http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     created_at = models.DateTimeField()

@@ -22,14 +22,19 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django_guid import get_guid
 
+from supplychain.celery import app as celery_app
 from supplychain.core.db import copy_insert, copy_rows
 from supplychain.core.errors import DomainError
 from supplychain.events import filters, metrics, registry, signals, signing, transport
 from supplychain.events.errors import PublishNotAllowed, SubscriptionInvalid
 from supplychain.events.models import AuditEntry, Delivery, OutboxEvent, Subscription
+from supplychain.events.transport import Outcome
 
 logger = logging.getLogger(__name__)
 
+# The tasks the services send by name (tasks.py registers them under these names; settings route them).
+RELAY_TASK = "events.relay"
+DELIVER_TASK = "events.deliver"
 OPEN = (Delivery.Status.PENDING, Delivery.Status.IN_FLIGHT)
 OUTBOX_FIELDS = ["event_id", "type", "version", "source", "occurred_at", "correlation_id", "key", "payload"]
 AUDIT_FIELDS = [
@@ -221,10 +226,8 @@ class _Kicker:
         self._send()
 
     def _send(self) -> None:
-        from supplychain.events import tasks
-
         try:
-            tasks.relay.apply_async(retry=False)
+            celery_app.send_task(RELAY_TASK, retry=False)
         except Exception as exc:  # the outbox keeps the event; the sweep relays it when the broker is back
             logger.warning("relay kick not sent (%s: %s); the sweep will relay", type(exc).__name__, exc)
 
@@ -300,24 +303,16 @@ def _insert_deliveries(pairs: list[tuple[int, Subscription]], now: datetime) -> 
 
 def kick_deliveries(subscriptions: Iterable[Subscription], countdown: float | None = None) -> None:
     """Ask a worker on each subscription's queue to drain its due deliveries."""
-    from supplychain.events import tasks
-
     for subscription in subscriptions:
         try:
-            tasks.deliver.apply_async((subscription.id,), queue=subscription.queue, countdown=countdown, retry=False)
+            celery_app.send_task(
+                DELIVER_TASK, (subscription.id,), queue=subscription.queue, countdown=countdown, retry=False
+            )
         except Exception as exc:  # the deliveries are in the database; the sweep kicks again
             logger.warning("delivery kick for %s not sent (%s); the sweep will", subscription.name, exc)
 
 
 # ---- Deliver ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Outcome:
-    ok: bool
-    duration_ms: float
-    error: str = ""
-    http_status: int | None = None
 
 
 @dataclass
@@ -329,8 +324,13 @@ class DeliveryReport:
     next_retry_in: float | None = field(default=None, repr=False)
 
 
-def process_deliveries(*, subscription_id: int, batch_size: int | None = None, time_budget: float | None = None):
-    """Claim and run due deliveries of one subscription until none are due or the budget is spent."""
+def process_deliveries(
+    *, subscription_id: int, batch_size: int | None = None, time_budget: float | None = None, worker: str = ""
+):
+    """Claim and run due deliveries of one subscription until none are due or the budget is spent.
+
+    ``worker`` (the Celery node name) is recorded on each claim: see ``take_back_leases``.
+    """
     report = DeliveryReport()
     subscription = Subscription.objects.filter(pk=subscription_id, active=True).first()
     if subscription is None:
@@ -342,7 +342,7 @@ def process_deliveries(*, subscription_id: int, batch_size: int | None = None, t
         return report
     deadline = time.monotonic() + (time_budget or _setting("EVENTS_TIME_BUDGET", 5.0))
     while time.monotonic() < deadline:
-        claimed = _claim(subscription, batch_size)
+        claimed = _claim(subscription, batch_size, worker)
         if not claimed:
             break
         report.claimed += len(claimed)
@@ -391,8 +391,8 @@ def _lease_seconds() -> float:
     return _setting("EVENTS_LEASE_SECONDS", 60)
 
 
-def _claim(subscription: Subscription, limit: int) -> list[Delivery]:
-    """Take up to ``limit`` due deliveries and hide them for the lease (SQS receive)."""
+def _claim(subscription: Subscription, limit: int, worker: str = "") -> list[Delivery]:
+    """Take up to ``limit`` due deliveries and hide them for the lease (SQS receive), leased by ``worker``."""
     if subscription.target == Subscription.Target.HTTP:
         # Never claim more than the lease can cover at the endpoint's timeout.
         posts = max(1, int(_lease_seconds() // max(subscription.timeout_seconds, 0.1)))
@@ -418,6 +418,7 @@ def _claim(subscription: Subscription, limit: int) -> list[Delivery]:
             attempts=F("attempts") + 1,
             total_attempts=F("total_attempts") + 1,
             visible_at=visible_at,
+            leased_by=worker[:200],
         )
     for delivery in live:
         delivery.status = Delivery.Status.IN_FLIGHT
@@ -425,6 +426,29 @@ def _claim(subscription: Subscription, limit: int) -> list[Delivery]:
         delivery.total_attempts += 1
         delivery.visible_at = visible_at
     return live
+
+
+def take_back_leases(*, worker: str) -> int:
+    """End now the leases ``worker`` holds, and kick their subscriptions; returns how many were taken back.
+
+    For a worker starting under the node name it had: whatever it held then was lost with its process
+    (a node name is one live worker), so waiting out the lease would only delay those deliveries. Their
+    attempts are redone, so a subscriber may get such a delivery twice (at-least-once).
+    """
+    if not worker:
+        return 0
+    with transaction.atomic():
+        now = timezone.now()
+        held = Delivery.objects.filter(status=Delivery.Status.IN_FLIGHT, leased_by=worker, visible_at__gt=now)
+        subscription_ids = set(held.values_list("subscription_id", flat=True))
+        taken = held.update(visible_at=now)
+        subscriptions = list(
+            Subscription.objects.filter(id__in=subscription_ids, active=True).only("id", "queue", "name")
+        )
+        transaction.on_commit(lambda: kick_deliveries(subscriptions))
+    if taken:
+        logger.info("took back %d delivery leases held by %s before its restart", taken, worker)
+    return taken
 
 
 def _run_handlers(subscription: Subscription, deliveries: list[Delivery], report: DeliveryReport) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 
 import requests
 
@@ -21,9 +22,17 @@ _session.headers["User-Agent"] = "supplychain-events/1"
 CONNECT_TIMEOUT = 3.05
 
 
-def post_deliveries(subscription, deliveries) -> list:
-    from supplychain.events.services import Outcome
+@dataclass
+class Outcome:
+    """What one delivery attempt came to: HTTP posts here, internal handlers in the services."""
 
+    ok: bool
+    duration_ms: float
+    error: str = ""
+    http_status: int | None = None
+
+
+def post_deliveries(subscription, deliveries) -> list[Outcome]:
     outcomes = []
     size = max(1, subscription.max_batch_size)
     for start in range(0, len(deliveries), size):

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
+import time
+import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from standardwebhooks import Webhook
@@ -267,3 +271,56 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=1).status_code == 200
     except requests.RequestException:
         return False
+
+
+def test_worker_killed_mid_http_delivery_takes_its_lease_back_at_once_when_restarted(celery_worker, start_worker):
+    """The restarted worker redoes the delivery in seconds, not after the 60 s lease; the subscriber gets it twice."""
+    name = f"restart-{uuid.uuid4().hex[:6]}@localhost"
+    with Endpoint(slow_first=1, slow_seconds=30) as endpoint:
+        subscription = SubscriptionFactory(
+            name="restart-probe", target="http", handler="", url=endpoint.url, queue="restarttest", timeout_seconds=40
+        )
+        victim = start_worker("restarttest", label="victim", name=name)
+        event = publish_committed({"sku": "ham", "quantity": 1})
+        wait_for(lambda: endpoint.received, 30, "the slow subscriber to receive the first POST")
+
+        victim.signal(signal.SIGKILL)  # parent and pool child, while the subscriber is still answering
+        victim.popen.wait(timeout=10)
+        killed_at = time.monotonic()
+        start_worker("restarttest", label="restarted", name=name)
+        ready_at = time.monotonic()
+        wait_for(succeeded(subscription), 60, "the delivery to complete after the restart")
+        done_at = time.monotonic()
+
+    assert done_at - ready_at < 5, f"{done_at - ready_at:.1f}s after the restarted worker was ready"
+    assert done_at - killed_at < 30, f"{done_at - killed_at:.1f}s after the kill (the lease is 60 s)"
+    assert [received.json["id"] for received in endpoint.received] == [str(event.event_id)] * 2  # at least once
+    delivery = Delivery.objects.get(subscription=subscription)
+    assert delivery.attempts == 2
+
+
+def test_the_sweep_keeps_relaying_without_a_single_task_event_for_flower(celery_worker, celery_beat):
+    """Beat sends events.sweep every second here: Flower's task list must not fill with it, yet it still works."""
+    from supplychain.celery import app
+
+    seen: list[dict] = []
+    with app.connection() as connection:
+        receiver = app.events.Receiver(connection, handlers={"*": seen.append})
+        capture = threading.Thread(target=lambda: receiver.capture(limit=None, timeout=None, wakeup=True), daemon=True)
+        capture.start()
+        wait_for(lambda: seen, 30, "the first event (a worker heartbeat)")
+        subscription = SubscriptionFactory(name="swept", handler="probe-a")
+        missed = OutboxEvent.objects.create(  # written without publish(): no kick, only the sweep relays it
+            type=THING, source="supplychain/probe", occurred_at=timezone.now(), payload={"sku": "ham", "quantity": 1}
+        )
+        wait_for(succeeded(subscription), 30, "the sweep to relay the missed event and kick its delivery")
+        time.sleep(3)  # a few more sweeps
+        receiver.should_stop = True
+        capture.join(timeout=10)
+
+    names = {e["uuid"]: e["name"] for e in seen if e.get("name")}
+    task_events = [e for e in seen if e["type"].startswith("task-")]
+    assert "events.deliver" in names.values()  # the capture sees the tasks the sweep kicked
+    swept = sorted({e["type"] for e in task_events if names.get(e["uuid"]) == "events.sweep"})
+    assert swept == [], f"events.sweep still sends {swept}"
+    assert OutboxEvent.objects.get(pk=missed.pk).relayed_at is not None
