@@ -527,7 +527,7 @@ def test_two_concurrent_upserts_of_the_same_new_key_both_succeed_and_create_it_o
 def test_the_migration_gives_existing_suppliers_unique_codes_from_their_names():
     from django.db.migrations.executor import MigrationExecutor
 
-    before, after = [("stock", "0006_level_changes_by_transaction")], [("stock", "0007_master_data_supplier_code")]
+    before, after = [("stock", "0007_publish_through_events_function")], [("stock", "0008_master_data_supplier_code")]
     executor = MigrationExecutor(connection)
     executor.migrate(before)
     old = executor.loader.project_state(before).apps.get_model("stock", "Supplier")

@@ -17,7 +17,7 @@ def fill_codes(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("stock", "0006_level_changes_by_transaction")]
+    dependencies = [("stock", "0007_publish_through_events_function")]
 
     operations = [
         migrations.AddField(model_name="supplier", name="code", field=models.CharField(max_length=64, null=True)),

@@ -26,7 +26,7 @@ def secrets_to_standard_webhooks(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('events', '0004_outbox_writer_transaction'),
+        ('events', '0007_delivery_leased_by'),
     ]
 
     operations = [
