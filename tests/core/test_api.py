@@ -329,3 +329,12 @@ def test_every_operation_documents_the_errors_the_shared_mechanisms_answer():
                 assert "404" in codes, (method, path)
             if "requestBody" in operation:
                 assert {"400", "413"} <= codes, (method, path)
+
+
+def test_a_value_the_database_refuses_is_a_400_not_a_500():
+    from django.db import DataError
+
+    response = exception_handler(DataError("value too long for type character varying(64)"), {})
+    assert response.status_code == 400
+    assert response.data["type"] == "invalid_value"
+    assert set(response.data) == ERROR_KEYS

@@ -133,3 +133,19 @@ def test_every_request_example_in_the_schema_is_answered_with_its_documented_sta
 
 def test_the_schema_has_request_examples_to_send():
     assert len(_examples()) >= 5
+
+
+def test_every_400_example_names_a_field_its_operation_has():
+    schema = _schema()
+    schemas = schema["components"]["schemas"]
+    for path, methods in schema["paths"].items():
+        for method, operation in methods.items():
+            fields = {"path", "non_field_errors"} | {parameter["name"] for parameter in operation.get("parameters", [])}
+            for content in operation.get("requestBody", {}).get("content", {}).values():
+                body = content["schema"]
+                body = schemas[body["$ref"].rsplit("/", 1)[-1]] if "$ref" in body else body
+                fields |= set(body.get("properties", {}))
+            examples = operation["responses"].get("400", {}).get("content", {}).get("application/json", {})
+            for example in examples.get("examples", {}).values():
+                named = {name.split(".")[0] for name in example["value"]["errors"]}
+                assert named <= fields, (method, path, named)

@@ -201,6 +201,10 @@ def error_response(status: int, description: str, example: dict | None = None) -
     return OpenApiResponse(ErrorSerializer, description=description, examples=examples)
 
 
+# The field a 400 example names: the schema hook (supplychain/core/api/schema.py) puts in each
+# operation's own first field, so no example names a field its operation does not have.
+EXAMPLE_FIELD = "{field}"
+
 STANDARD_ERRORS = {
     400: error_response(
         400,
@@ -208,8 +212,8 @@ STANDARD_ERRORS = {
         error_body(
             type="validation_error",
             status=400,
-            detail="delay: Ensure this value is less than or equal to 3600.",
-            errors={"delay": ["Ensure this value is less than or equal to 3600."]},
+            detail=f"{EXAMPLE_FIELD}: This field is required.",
+            errors={EXAMPLE_FIELD: ["This field is required."]},
         )
         | {"correlation_id": "3f2b0c8e9d7a4e5f8a1b2c3d4e5f6a7b"},
     ),
