@@ -21,7 +21,7 @@ from rest_framework.authtoken.models import Token
 from stock import services
 from stock.models import Batch
 from supplychain.core.bootstrap import bootstrap
-from tests.processes import ROOT, free_port, running
+from tests.processes import free_port, running
 from tests.stock.factories import IngredientFactory, csv_opener
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -115,5 +115,5 @@ def test_schemathesis_finds_no_server_error_and_no_answer_the_schema_does_not_do
             "--report-dir",
             str(tmp_path),
         ]
-        run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+        run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
     assert run.returncode == 0, f"schemathesis found problems:\n{run.stdout[-20000:]}\n{run.stderr[-3000:]}"
