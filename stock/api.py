@@ -10,7 +10,6 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
@@ -19,10 +18,14 @@ from stock.errors import InvalidReceiptKey
 from stock.models import Batch, Ingredient, Receipt, Reservation
 from stock.services.receipts import NotifiedObject, upload_key, validate_receipt_key
 from supplychain.core.api.errors import STANDARD_ERRORS, ErrorSerializer, domain_error_body, error_response
+from supplychain.core.api.parsers import FormParser, JSONParser, MultiPartParser
 from supplychain.core.api.permissions import ModelPermissions, require
+from supplychain.core.identifiers import IDENTIFIER_PATTERN, IdentifierField
 from supplychain.core.storage import MAX_KEY_BYTES
 
 QUANTITY = {"max_digits": 14, "decimal_places": 3}
+ID_PATTERN = "[0-9]+"  # database ids in URLs
+EXPIRING_WITHIN_MAX_DAYS = 3650
 
 # ---- Levels and batches ---------------------------------------------------------------------------
 
@@ -103,7 +106,12 @@ class BatchFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=Batch.Status.choices)
     lot = django_filters.CharFilter()
     supplier = django_filters.CharFilter(field_name="supplier__name")
-    expiring_within = django_filters.NumberFilter(method="filter_expiring", help_text="Days from today.")
+    expiring_within = django_filters.NumberFilter(
+        method="filter_expiring",
+        min_value=0,
+        max_value=EXPIRING_WITHIN_MAX_DAYS,
+        help_text=f"Days from today, 0 to {EXPIRING_WITHIN_MAX_DAYS}.",
+    )
 
     class Meta:
         model = Batch
@@ -119,6 +127,7 @@ class BatchFilter(django_filters.FilterSet):
 )
 class BatchViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Batch.objects.select_related("ingredient", "supplier", "receipt").order_by("best_before", "id")
+    lookup_value_regex = ID_PATTERN
     permission_classes = [IsAuthenticated]
     filterset_class = BatchFilter
 
@@ -228,6 +237,7 @@ class ReceiptUpload(serializers.Serializer):
 )
 class ReceiptViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Receipt.objects.all()
+    lookup_value_regex = ID_PATTERN
     serializer_class = ReceiptSerializer
     permission_classes = [ModelPermissions]
     parser_classes = [MultiPartParser, FormParser]
@@ -292,13 +302,7 @@ class ItemInput(serializers.Serializer):
 
 
 class ReservationInput(serializers.Serializer):
-    transaction_id = serializers.CharField(max_length=100)
-
-    def validate_transaction_id(self, value: str) -> str:
-        if value == "bulk":  # /reservations/bulk/ is the group endpoint: such a reservation could never be read
-            raise serializers.ValidationError("'bulk' is reserved; choose another transaction id.")
-        return value
-
+    transaction_id = IdentifierField(help_text="The caller's id: it names the reservation's URL ('bulk' excepted).")
     items = ItemInput(many=True, allow_empty=False, max_length=500)
     needed_by = serializers.DateField(
         required=False, allow_null=True, help_text="Never allocate from a batch that expires before this date."
@@ -310,6 +314,11 @@ class ReservationInput(serializers.Serializer):
         max_value=30 * 86400,
         help_text="Release automatically if not committed in time.",
     )
+
+    def validate_transaction_id(self, value: str) -> str:
+        if value == "bulk":  # /reservations/bulk/ is the group endpoint: such a reservation could never be read
+            raise serializers.ValidationError("'bulk' is reserved; choose another transaction id.")
+        return value
 
 
 class BulkReservationInput(serializers.Serializer):
@@ -359,7 +368,7 @@ class ReservationViewSet(viewsets.GenericViewSet):
     queryset = Reservation.objects.all()
     serializer_class = ReservationInput
     lookup_field = "transaction_id"
-    lookup_value_regex = "[^/]+"
+    lookup_value_regex = IDENTIFIER_PATTERN
     permission_classes = [IsAuthenticated]
 
     @extend_schema(

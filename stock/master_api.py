@@ -15,7 +15,6 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import filters, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
@@ -31,6 +30,7 @@ from stock.models import (
     natural_key_validator,
 )
 from supplychain.core.api.errors import STANDARD_ERRORS, error_body, error_response
+from supplychain.core.api.parsers import JSONParser
 from supplychain.core.api.permissions import require
 
 RESERVED_KEYS = {"bulk"}  # ``.../bulk/`` is the bulk upsert, so no entity can be called that

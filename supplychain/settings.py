@@ -76,6 +76,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_guid.middleware.guid_middleware",
+    "supplychain.core.api.middleware.ApiBoundaryMiddleware",  # /api/: limits, and every error in the one shape
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -190,6 +191,13 @@ if env.str("EMAIL_URL", default=""):
     vars().update(env.email_url("EMAIL_URL"))
 
 # --- REST API -----------------------------------------------------------------------------------
+# Request limits (README, "Limits"): a body of fields (JSON included) up to 2.5 MB, a multipart
+# upload up to API_MAX_UPLOAD_BYTES with its files, at most 1,000 fields and 100 files; past
+# them the API answers 413 request_too_large or 400 too_many_fields / too_many_files.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+DATA_UPLOAD_MAX_NUMBER_FILES = 100
+API_MAX_UPLOAD_BYTES = env.int("API_MAX_UPLOAD_BYTES", default=50 * 1024 * 1024)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "supplychain.core.api.authentication.TokenAuthentication",
@@ -198,8 +206,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "supplychain.core.api.pagination.DefaultPagination",
     "PAGE_SIZE": 50,
+    # JSON only (bounded: see supplychain/core/api/parsers.py); an upload view names the form parsers there.
+    "DEFAULT_PARSER_CLASSES": ["supplychain.core.api.parsers.JSONParser"],
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "supplychain.core.api.filters.FilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
@@ -223,6 +233,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "supplychain.core.api.schema.document_errors",  # the 400/401/403/404/413 every endpoint can answer
+    ],
     # Swagger UI is served from the installed sidecar package: no CDN, nothing downloaded at run time.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

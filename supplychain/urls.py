@@ -23,5 +23,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
 
+handler400 = "supplychain.core.api.errors.bad_request"
 handler404 = "supplychain.core.api.errors.not_found"
 handler500 = "supplychain.core.api.errors.server_error"

@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 from stock import services
 from stock.models import Batch
 from supplychain.core.bootstrap import bootstrap
+from supplychain.core.identifiers import IDENTIFIER_PATTERN
 from tests.stock.factories import IngredientFactory, csv_opener
 
 pytestmark = pytest.mark.django_db
@@ -58,8 +59,10 @@ def test_shortage_is_409_naming_requested_and_available_and_replays(platform, st
     body = response.json()
     assert body["type"] == "insufficient_stock"
     assert body["shortages"] == [{"sku": "ham", "requested": "25.000", "available": "20.000"}]
-    again = platform.post("/api/v1/stock/reservations/", request, format="json")
-    assert (again.status_code, again.json()) == (409, body)
+    assert body["correlation_id"] == response["X-Correlation-ID"]
+    again = platform.post("/api/v1/stock/reservations/", request, format="json", HTTP_X_CORRELATION_ID="retry-1")
+    assert again.status_code == 409
+    assert again.json() == {**body, "correlation_id": "retry-1"}  # the stored reply, quoted by this request
     levels = platform.get("/api/v1/stock/levels/", {"sku": "ham,mushroom"}).json()["results"]
     assert [level["reserved"] for level in levels] == ["0.000", "0.000"]
 
@@ -175,3 +178,71 @@ def test_a_sku_twice_in_one_request_is_400_naming_items_and_reserves_nothing(pla
     assert body["type"] == "validation_error"
     assert body["errors"] == {"items": ["Each sku once; repeated: ham."]}
     assert platform.get("/api/v1/stock/reservations/twice/").status_code == 404
+
+
+# ---- Bad input: identifiers in URLs, numbers past the columns, text PostgreSQL cannot store --------
+
+
+@pytest.mark.parametrize("transaction_id", ["a/b", ".", "..", "a b", "-x", "é", "x" * 101, ""])
+def test_a_transaction_id_outside_the_alphabet_is_refused_and_nothing_reserved(platform, stocked, transaction_id):
+    body = {"transaction_id": transaction_id, "items": [{"sku": "ham", "quantity": 1}]}
+    response = platform.post("/api/v1/stock/reservations/", body, format="json")
+    assert response.status_code == 400, response.content
+    assert list(response.json()["errors"]) == ["transaction_id"]
+    ham = platform.get("/api/v1/stock/levels/", {"sku": "ham"}).json()["results"][0]
+    assert ham["reserved"] == "0.000"
+
+
+@pytest.mark.parametrize("transaction_id", ["order:42", "A.b_c-9", "x" * 100])
+def test_every_identifier_of_the_alphabet_can_be_reserved_read_committed_and_released(
+    platform, stocked, transaction_id
+):
+    body = {"transaction_id": transaction_id, "items": [{"sku": "ham", "quantity": 1}]}
+    assert platform.post("/api/v1/stock/reservations/", body, format="json").status_code == 201
+    assert platform.get(f"/api/v1/stock/reservations/{transaction_id}/").status_code == 200
+    assert platform.post(f"/api/v1/stock/reservations/{transaction_id}/release/").json()["status"] == "released"
+
+
+def test_a_reservation_url_outside_the_alphabet_is_a_json_404(platform):
+    response = platform.get("/api/v1/stock/reservations/a b/")
+    assert response.status_code == 404
+    assert response.json()["type"] == "not_found"
+
+
+@pytest.mark.parametrize("days", ["99999999999", "-1", "99999999999999999999999", "1e400"])
+def test_expiring_within_past_its_bounds_is_a_400_naming_it(platform, stocked, days):
+    response = platform.get("/api/v1/stock/batches/", {"expiring_within": days})
+    assert response.status_code == 400, response.content
+    assert list(response.json()["errors"]) == ["expiring_within"]
+
+
+def test_a_batch_id_past_a_bigint_is_a_json_404(platform, stocked):
+    response = platform.get("/api/v1/stock/batches/99999999999999999999/")
+    assert response.status_code == 404
+    assert response.json()["type"] == "not_found"
+
+
+def test_nul_in_a_filter_is_a_400_naming_it(platform, stocked):
+    response = platform.get("/api/v1/stock/batches/", {"lot": "H1\x00"})
+    assert response.status_code == 400, response.content
+    assert list(response.json()["errors"]) == ["lot"]
+
+
+def test_hold_seconds_past_a_bigint_is_a_400_naming_it(platform, stocked):
+    body = '{"transaction_id": "t1", "items": [{"sku": "ham", "quantity": 1}], "hold_seconds": 1e400}'
+    response = platform.generic("POST", "/api/v1/stock/reservations/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert list(response.json()["errors"]) == ["hold_seconds"]
+
+
+def test_reservation_errors_are_documented_where_they_happen():
+    schema = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    paths = schema["paths"]
+    assert {"400", "409", "422"} <= set(paths["/api/v1/stock/reservations/"]["post"]["responses"])
+    for action in ("commit", "release"):
+        assert {"404", "409"} <= set(
+            paths[f"/api/v1/stock/reservations/{{transaction_id}}/{action}/"]["post"]["responses"]
+        )
+    assert "404" in paths["/api/v1/stock/reservations/{transaction_id}/"]["get"]["responses"]
+    parameter = paths["/api/v1/stock/reservations/{transaction_id}/"]["get"]["parameters"][0]
+    assert parameter["schema"]["pattern"].strip("^$") == IDENTIFIER_PATTERN

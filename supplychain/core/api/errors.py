@@ -9,7 +9,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
+from django.db import DataError
 from django.http import Http404, JsonResponse
 from django_guid import get_guid
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
@@ -17,6 +24,7 @@ from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from supplychain.core.api.exceptions import InvalidValue, RequestTooLarge, TooManyFields, TooManyFiles
 from supplychain.core.errors import DomainError
 
 logger = logging.getLogger(__name__)
@@ -33,7 +41,43 @@ _TITLES = {
     "unsupported_media_type": "Unsupported media type.",
     "throttled": "Too many requests.",
     "server_error": "Internal server error.",
+    "bad_request": "The request is not valid.",
+    "request_too_large": "The request is larger than the server accepts.",
+    "too_many_fields": "The request has more fields than the server accepts.",
+    "too_many_files": "The request has more files than the server accepts.",
+    "invalid_value": "A value does not fit what the server stores.",
 }
+
+# The type an error response answered by Django itself (not by a view) gets, by its status.
+TYPES_BY_STATUS = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    429: "throttled",
+    500: "server_error",
+}
+
+
+def api_exception_for(exc: Exception) -> exceptions.APIException | None:
+    """The API error for one of Django's own request limits, or None for anything else."""
+    if isinstance(exc, RequestDataTooBig):
+        return RequestTooLarge(f"Fields larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes in all are refused.")
+    if isinstance(exc, TooManyFieldsSent):
+        return TooManyFields()
+    if isinstance(exc, TooManyFilesSent):
+        return TooManyFiles()
+    return None
+
+
+def json_error(*, status: int, detail: str, type: str | None = None, errors=None) -> JsonResponse:
+    """An error in the one shape, answered outside DRF (middleware, URL-level handlers)."""
+    kind = type or TYPES_BY_STATUS.get(status, "error")
+    return JsonResponse(error_body(type=kind, status=status, detail=detail, errors=errors), status=status)
 
 
 def flatten_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
@@ -84,6 +128,12 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, DataError):
+        # The database refused a value no check caught: the caller's input, so a 400, and a bug to fix here.
+        logger.warning("A value reached the database and was refused: %s", exc)
+        exc = InvalidValue()
+    else:
+        exc = api_exception_for(exc) or exc
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -98,24 +148,41 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     return response
 
 
+SERVER_ERROR_DETAIL = "An unexpected error happened; it has been logged."
+NO_SUCH_ENDPOINT = "No such endpoint."
+
+
+def is_api(request) -> bool:
+    return request.path_info.startswith("/api/")
+
+
 def server_error(request, *args, **kwargs) -> JsonResponse:
     """handler500: API callers get the error shape (with the correlation id to quote), not HTML."""
     from django.views.defaults import server_error as html_server_error
 
-    if request.path.startswith("/api/"):
-        return JsonResponse(
-            error_body(type="server_error", status=500, detail="An unexpected error happened; it has been logged."),
-            status=500,
-        )
+    if is_api(request):
+        return json_error(status=500, detail=SERVER_ERROR_DETAIL)
     return html_server_error(request, *args, **kwargs)
 
 
 def not_found(request, exception=None, *args, **kwargs):
     from django.views.defaults import page_not_found
 
-    if request.path.startswith("/api/"):
-        return JsonResponse(error_body(type="not_found", status=404, detail="No such endpoint."), status=404)
+    if is_api(request):
+        return json_error(status=404, detail=NO_SUCH_ENDPOINT)
     return page_not_found(request, exception, *args, **kwargs)
+
+
+def bad_request(request, exception=None, *args, **kwargs):
+    """handler400: Django's own refusals (its request limits among them) in the error shape under /api/."""
+    from django.views.defaults import bad_request as html_bad_request
+
+    if is_api(request):
+        limit = api_exception_for(exception) if exception is not None else None
+        if limit is not None:
+            return json_error(status=limit.status_code, type=limit.default_code, detail=str(limit.detail))
+        return json_error(status=400, detail="The request is not valid.")
+    return html_bad_request(request, exception, *args, **kwargs)
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -139,6 +206,10 @@ def error_response(status: int, description: str, example: dict | None = None) -
     return OpenApiResponse(ErrorSerializer, description=description, examples=examples)
 
 
+# The field a 400 example names: the schema hook (supplychain/core/api/schema.py) puts in each
+# operation's own first field, so no example names a field its operation does not have.
+EXAMPLE_FIELD = "{field}"
+
 STANDARD_ERRORS = {
     400: error_response(
         400,
@@ -146,8 +217,8 @@ STANDARD_ERRORS = {
         error_body(
             type="validation_error",
             status=400,
-            detail="delay: Ensure this value is less than or equal to 3600.",
-            errors={"delay": ["Ensure this value is less than or equal to 3600."]},
+            detail=f"{EXAMPLE_FIELD}: This field is required.",
+            errors={EXAMPLE_FIELD: ["This field is required."]},
         )
         | {"correlation_id": "3f2b0c8e9d7a4e5f8a1b2c3d4e5f6a7b"},
     ),
