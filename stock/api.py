@@ -7,6 +7,7 @@ from urllib.parse import unquote_plus
 
 import django_filters
 from django.shortcuts import get_object_or_404
+from django_guid import get_guid
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -361,6 +362,16 @@ RESERVED_EXAMPLE = {
 }
 
 
+def _bulk_body(result: services.ReservationResult) -> dict:
+    """What the single endpoint answers for one element: a stored reply gets this request's correlation id."""
+    if result.error is not None:
+        return domain_error_body(result.error)
+    body = result.reservation.response
+    if result.http_status >= 400 and "correlation_id" not in body:
+        body = {**body, "correlation_id": get_guid()}
+    return body
+
+
 @extend_schema(tags=["stock"])
 class ReservationViewSet(viewsets.GenericViewSet):
     """All-or-nothing reservations by the caller's transaction id (the seed's transaction API, made safe)."""
@@ -483,7 +494,7 @@ class ReservationViewSet(viewsets.GenericViewSet):
                         "transaction_id": result.transaction_id,
                         "status": result.status,
                         "http_status": result.http_status,
-                        "body": domain_error_body(result.error) if result.error else result.reservation.response,
+                        "body": _bulk_body(result),
                     }
                     for result in results
                 ]

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from supplychain.core.api.errors import STANDARD_ERRORS, error_body, error_response
 from supplychain.core.api.permissions import ModelPermissions, require
-from supplychain.core.identifiers import IdentifierField
+from supplychain.core.identifiers import IDENTIFIER_PATTERN, IdentifierField
 from supplychain.events import selectors, services
 from supplychain.events.models import (
     BACKOFF_RATE_RANGE,
@@ -26,6 +26,10 @@ from supplychain.events.models import (
     Subscription,
     validate_finite,
 )
+
+# Path parameters: only what their creator can make, so anything else is a JSON 404 before a view runs.
+ID_PATTERN = "[0-9]+"  # database ids
+UUID_PATTERN = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # event ids
 
 # ---- Events ---------------------------------------------------------------------------------------
 
@@ -110,6 +114,7 @@ class EventViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     permission_classes = [ModelPermissions]
     filterset_class = EventFilter
     lookup_field = "event_id"
+    lookup_value_regex = UUID_PATTERN
 
     def create(self, request, *args, **kwargs):
         data = PublishInput(data=request.data)
@@ -293,6 +298,7 @@ class SubscriptionViewSet(viewsets.ModelViewSet):
     permission_classes = [ModelPermissions]
     filterset_fields = ["target", "active", "queue", "alarm_state"]
     lookup_field = "name"
+    lookup_value_regex = IDENTIFIER_PATTERN
 
     def get_queryset(self):
         return selectors.subscriptions_with_counts()
@@ -316,7 +322,7 @@ class SubscriptionViewSet(viewsets.ModelViewSet):
     @extend_schema(
         tags=["subscriptions"],
         request=RotateSecretInput,
-        responses={200: RotateSecretOutput, **SUBSCRIPTION_ERRORS},
+        responses={200: RotateSecretOutput, **STANDARD_ERRORS},
         summary="Rotate the signing secret; the old one keeps verifying for grace_seconds",
     )
     @action(detail=True, methods=["post"], url_path="rotate-secret", permission_classes=[IsAuthenticated])
@@ -415,6 +421,7 @@ class RedriveOutput(serializers.Serializer):
     retrieve=extend_schema(tags=["deliveries"], responses={200: DeliveryDetailSerializer}),
 )
 class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
+    lookup_value_regex = ID_PATTERN
     queryset = Delivery.objects.select_related("event", "subscription")
     permission_classes = [ModelPermissions]
     filterset_class = DeliveryFilter
@@ -519,6 +526,7 @@ class AuditFilter(django_filters.FilterSet):
     retrieve=extend_schema(tags=["audit"]),
 )
 class AuditViewSet(viewsets.ReadOnlyModelViewSet):
+    lookup_value_regex = ID_PATTERN
     queryset = AuditEntry.objects.all()
     serializer_class = AuditSerializer
     permission_classes = [ModelPermissions]

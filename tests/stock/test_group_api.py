@@ -63,6 +63,7 @@ def test_bulk_answers_each_element_with_the_single_endpoints_status_and_body(pla
     assert results[0]["body"]["type"] == "transaction_id_repeated"
     assert results[4]["body"]["errors"] == {"items.0.sku": ["Unknown sku."]}
     assert results[2]["body"]["shortages"] == [{"sku": "ham", "requested": "8.000", "available": "7.000"}]
+    assert all(r["body"]["correlation_id"] for r in results if r["http_status"] >= 400)
     for result in (results[1], results[5]):  # the stored answer the single endpoint replays
         again = platform.get(f"/api/v1/stock/reservations/{result['transaction_id']}/")
         assert again.json() == result["body"]
