@@ -29,6 +29,9 @@ PLATFORM_PERMISSIONS = [
     "stock.view_reservation",
     "stock.add_receipt",
     "stock.view_receipt",
+    "integrations.add_order",
+    "integrations.change_order",
+    "integrations.view_order",
 ]
 OPERATIONS_PERMISSIONS = [
     "events.view_outboxevent",
@@ -46,6 +49,7 @@ OPERATIONS_PERMISSIONS = [
     "stock.view_reservation",
     "stock.change_reservation",
     "stock.view_movement",
+    "integrations.view_order",
     "django_celery_beat.view_periodictask",
     "django_celery_beat.change_periodictask",
     "django_celery_results.view_taskresult",
