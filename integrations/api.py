@@ -41,9 +41,13 @@ ACCEPTED_EXAMPLE = {"order_id": "web-100234", "status": "received", "received_at
 def _order_request_schema() -> dict:
     """The order's JSON Schema as the OpenAPI request body (without the draft's own keywords)."""
     schema = {key: value for key, value in services.order_schema().items() if not key.startswith("$")}
+    properties = schema["properties"]
+    line = {key: value for key, value in properties["lines"]["items"].items() if key not in ("if", "then", "else")}
+    line["description"] = "Either recipe and portions, or sku and quantity."  # OpenAPI 3.0 has no if/then/else
     schema["properties"] = {
-        **schema["properties"],
-        "order_id": {**schema["properties"]["order_id"], "pattern": f"^{IDENTIFIER_PATTERN}$"},
+        **properties,
+        "order_id": {**properties["order_id"], "pattern": f"^{IDENTIFIER_PATTERN}$"},
+        "lines": {**properties["lines"], "items": line},
     }
     return schema
 

@@ -52,7 +52,8 @@ def _validators():
     schema = order_schema()
     Draft202012Validator.check_schema(schema)
     # Only keywords that mean the same in draft 7 are used, so a compiled check (about ten times faster
-    # than jsonschema) answers the common case; jsonschema names the failing paths when it refuses.
+    # than jsonschema) answers the common case; jsonschema names the failing paths when it refuses. A line is
+    # a recipe or a sku by if/then/else, not oneOf: compiled, oneOf cost 240 ms per 1,000 orders, this 30.
     compiled = fastjsonschema.compile({**schema, "$schema": "http://json-schema.org/draft-07/schema#"})
     return compiled, Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
