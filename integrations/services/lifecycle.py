@@ -141,16 +141,17 @@ def cancel_order(*, order_id: str, source: str = "platform", reason: str = "") -
 
 def _write(applied: list[tuple[Order, str, str, dict]], source: str) -> None:
     now = timezone.now()
+    final = {order.id: to_status for order, _, to_status, _ in applied}  # two moves of one order: the last one
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
                 "UPDATE integrations_order o SET status = v.status, status_changed_at = %s"
                 " FROM unnest(%s::bigint[], %s::text[]) AS v(id, status) WHERE o.id = v.id",
-                [now, [order.id for order, *_ in applied], [to for _, _, to, _ in applied]],
+                [now, list(final), list(final.values())],
             )
     else:
-        for order, _, to_status, _ in applied:
-            Order.objects.filter(pk=order.pk).update(status=to_status, status_changed_at=now)
+        for order_id, to_status in final.items():
+            Order.objects.filter(pk=order_id).update(status=to_status, status_changed_at=now)
     copy_rows(
         OrderTransition,
         ["order", "from_status", "to_status", "occurred_at", "source", "detail"],

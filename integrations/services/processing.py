@@ -75,7 +75,7 @@ def expand(lines: list[dict], recipes: dict[str, list[tuple[str, Decimal]]]) -> 
 
 def process_order_batch(*, limit: int | None = None) -> tuple[int, int, int]:
     """Claim up to ``limit`` received orders and reserve them in one transaction: (claimed, reserved, short)."""
-    limit = limit or _setting("ORDERS_BATCH", 200)
+    limit = min(limit or _setting("ORDERS_BATCH", 200), stock_services.GROUP_LIMIT)
     with transaction.atomic():
         orders = list(
             Order.objects.select_for_update(skip_locked=True)

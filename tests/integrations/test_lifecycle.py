@@ -117,3 +117,14 @@ def test_cancelling_an_unknown_order_is_404():
     response = platform_client().post("/api/v1/orders/nope/cancel/", {}, format="json")
     assert response.status_code == 404
     assert response.json()["type"] == "order_not_found"
+
+
+def test_two_moves_of_one_order_in_one_call_apply_in_order_and_leave_the_last(order):
+    for target in (S.RESERVED, S.SENT_TO_WMS, S.PICKED, S.DISPATCHED):
+        services.transition_order(order_id="web-1", to_status=target, source="test")
+    outcomes = services.transition_orders(
+        moves=[services.Move("web-1", S.IN_TRANSIT), services.Move("web-1", S.OUT_FOR_DELIVERY)], source="courier-a"
+    )
+    assert [outcome.outcome for outcome in outcomes] == ["applied", "applied"]
+    assert Order.objects.get(pk=order.pk).status == S.OUT_FOR_DELIVERY
+    assert list(order.timeline.values_list("to_status", flat=True))[-2:] == [S.IN_TRANSIT, S.OUT_FOR_DELIVERY]
