@@ -38,17 +38,30 @@ ORDER_EXAMPLE = {
 ACCEPTED_EXAMPLE = {"order_id": "web-100234", "status": "received", "received_at": "2026-12-02T03:40:00.123456Z"}
 
 
+def _openapi_3_0(schema):
+    """A JSON Schema 2020-12 fragment in OpenAPI 3.0's dialect: no if/then/else, boolean exclusive bounds."""
+    if isinstance(schema, list):
+        return [_openapi_3_0(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key.startswith("$") or key in ("if", "then", "else"):
+            continue
+        if key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
+            continue
+        out[key] = _openapi_3_0(value)
+    return out
+
+
 def _order_request_schema() -> dict:
-    """The order's JSON Schema as the OpenAPI request body (without the draft's own keywords)."""
-    schema = {key: value for key, value in services.order_schema().items() if not key.startswith("$")}
+    """The order's JSON Schema as the OpenAPI request body (the order_id pattern made explicit)."""
+    schema = _openapi_3_0(services.order_schema())
     properties = schema["properties"]
-    line = {key: value for key, value in properties["lines"]["items"].items() if key not in ("if", "then", "else")}
-    line["description"] = "Either recipe and portions, or sku and quantity."  # OpenAPI 3.0 has no if/then/else
-    schema["properties"] = {
-        **properties,
-        "order_id": {**properties["order_id"], "pattern": f"^{IDENTIFIER_PATTERN}$"},
-        "lines": {**properties["lines"], "items": line},
-    }
+    properties["order_id"]["pattern"] = f"^{IDENTIFIER_PATTERN}$"
+    properties["lines"]["items"]["description"] = "Either recipe and portions, or sku and quantity."
     return schema
 
 
@@ -67,21 +80,21 @@ def _bulk_request_schema() -> dict:
     }
 
 
-class AcceptedSerializer(serializers.Serializer):
+class OrderAcceptedSerializer(serializers.Serializer):
     order_id = serializers.CharField()
-    status = serializers.ChoiceField(["received"])
+    status = serializers.ChoiceField(Order.Status.choices, help_text="Always received: the status it was accepted in.")
     received_at = serializers.DateTimeField()
 
 
-class BulkResultSerializer(serializers.Serializer):
+class OrderBulkResultSerializer(serializers.Serializer):
     order_id = serializers.CharField()
     outcome = serializers.ChoiceField(["accepted", "replayed", "refused"])
     http_status = serializers.IntegerField(help_text="What the single endpoint would have answered.")
     body = serializers.DictField(help_text="The single endpoint's body for that status.")
 
 
-class BulkAnswerSerializer(serializers.Serializer):
-    results = BulkResultSerializer(many=True)
+class OrderBulkAnswerSerializer(serializers.Serializer):
+    results = OrderBulkResultSerializer(many=True)
 
 
 class OrderListSerializer(serializers.ModelSerializer):
@@ -90,7 +103,7 @@ class OrderListSerializer(serializers.ModelSerializer):
         fields = ["order_id", "status", "customer_reference", "delivery_date", "received_at", "status_changed_at"]
 
 
-class BatchTraceSerializer(serializers.Serializer):
+class OrderBatchTraceSerializer(serializers.Serializer):
     batch_id = serializers.IntegerField()
     lot = serializers.CharField()
     supplier = serializers.CharField(allow_null=True)
@@ -99,22 +112,22 @@ class BatchTraceSerializer(serializers.Serializer):
     open = serializers.BooleanField(help_text="False once consumed (picked) or released.")
 
 
-class IngredientTraceSerializer(serializers.Serializer):
+class OrderIngredientTraceSerializer(serializers.Serializer):
     sku = serializers.CharField()
     quantity = serializers.CharField(help_text="What this line needs of the sku.")
-    batches = BatchTraceSerializer(many=True, help_text="The batches allocated to the order for this sku.")
+    batches = OrderBatchTraceSerializer(many=True, help_text="The batches allocated to the order for this sku.")
 
 
-class LineTraceSerializer(serializers.Serializer):
+class OrderLineTraceSerializer(serializers.Serializer):
     line = serializers.IntegerField()
     recipe = serializers.CharField(required=False)
     portions = serializers.IntegerField(required=False)
     sku = serializers.CharField(required=False)
     quantity = serializers.CharField(required=False)
-    ingredients = IngredientTraceSerializer(many=True)
+    ingredients = OrderIngredientTraceSerializer(many=True)
 
 
-class TimelineSerializer(serializers.Serializer):
+class OrderTimelineSerializer(serializers.Serializer):
     from_status = serializers.CharField(allow_null=True)
     to_status = serializers.CharField()
     occurred_at = serializers.DateTimeField()
@@ -130,11 +143,11 @@ class OrderDetailSerializer(serializers.Serializer):
     delivery_address = serializers.DictField()
     received_at = serializers.DateTimeField()
     status_changed_at = serializers.DateTimeField()
-    lines = LineTraceSerializer(many=True)
-    timeline = TimelineSerializer(many=True)
+    lines = OrderLineTraceSerializer(many=True)
+    timeline = OrderTimelineSerializer(many=True)
 
 
-class MealSerializer(serializers.Serializer):
+class OrderMealSerializer(serializers.Serializer):
     cook_order = serializers.IntegerField()
     recipe = serializers.CharField()
     name = serializers.CharField()
@@ -143,12 +156,12 @@ class MealSerializer(serializers.Serializer):
     limited_by = serializers.CharField(allow_null=True, help_text="The sku whose batch sets eat_by.")
 
 
-class MealPlanSerializer(serializers.Serializer):
+class OrderMealPlanSerializer(serializers.Serializer):
     order_id = serializers.CharField()
-    meals = MealSerializer(many=True)
+    meals = OrderMealSerializer(many=True)
 
 
-class CancelInput(serializers.Serializer):
+class OrderCancelInput(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
 
@@ -240,7 +253,7 @@ class OrderViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         ),
         request={"application/json": _order_request_schema()},
         responses={
-            202: OpenApiResponse(AcceptedSerializer, description="Committed; it will be reserved asynchronously."),
+            202: OpenApiResponse(OrderAcceptedSerializer, description="Committed; it will be reserved asynchronously."),
             422: error_response(422, "The order id was already used with a different body."),
             **STANDARD_ERRORS,
         },
@@ -263,7 +276,7 @@ class OrderViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             "(422: the id was used with another body), which never undoes the others."
         ),
         request={"application/json": _bulk_request_schema()},
-        responses={202: BulkAnswerSerializer, **STANDARD_ERRORS},
+        responses={202: OrderBulkAnswerSerializer, **STANDARD_ERRORS},
         examples=[
             OpenApiExample("orders", request_only=True, value={"orders": [ORDER_EXAMPLE]}),
             OpenApiExample(
@@ -311,7 +324,7 @@ class OrderViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @extend_schema(
         tags=["orders"],
         summary="The order's recipes in the order to cook them, with an eat-by date each",
-        responses={200: MealPlanSerializer, 404: error_response(404, "No such order.")},
+        responses={200: OrderMealPlanSerializer, 404: error_response(404, "No such order.")},
         examples=[
             OpenApiExample(
                 "meal plan",
@@ -336,12 +349,12 @@ class OrderViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def meal_plan(self, request, order_id=None, version="v1"):
         require(request, VIEW)
         order = selectors.order_by_id(order_id)
-        return Response(MealPlanSerializer({"order_id": order.order_id, "meals": selectors.meal_plan(order)}).data)
+        return Response(OrderMealPlanSerializer({"order_id": order.order_id, "meals": selectors.meal_plan(order)}).data)
 
     @extend_schema(
         tags=["orders"],
         summary="Cancel an order while nothing is picked (its reservation is released)",
-        request=CancelInput,
+        request=OrderCancelInput,
         responses={
             200: OrderDetailSerializer,
             404: error_response(404, "No such order."),
@@ -353,7 +366,7 @@ class OrderViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def cancel(self, request, order_id=None, version="v1"):
         require(request, CANCEL)
-        data = CancelInput(data=request.data)
+        data = OrderCancelInput(data=request.data)
         data.is_valid(raise_exception=True)
         order = services.cancel_order(
             order_id=order_id, source="platform", reason=data.validated_data.get("reason", "")

@@ -228,6 +228,7 @@ SPECTACULAR_SETTINGS = {
         "BatchStatusEnum": "stock.models.Batch.Status",
         "ReceiptStatusEnum": "stock.models.Receipt.Status",
         "ReservationStatusEnum": "stock.models.Reservation.Status",
+        "OrderStatusEnum": "integrations.models.Order.Status",
     },
 }
 
