@@ -99,3 +99,32 @@ def test_the_openapi_schema_documents_the_order_endpoints_with_examples(reserved
     assert body["examples"]
     assert "/api/v1/orders/bulk/" in schema["paths"]
     assert "/api/v1/orders/{order_id}/meal-plan/" in schema["paths"]
+
+
+def test_the_openapi_examples_work_against_the_demo_data():
+    from decimal import Decimal
+
+    from integrations import api
+    from stock import demo
+    from stock.models import Ingredient, Recipe, RecipeIngredient
+
+    # The demo catalogue (stock.demo), without the receipt file demo.load() drops into storage.
+    for sku, name, unit, _ in demo.INGREDIENTS:
+        Ingredient.objects.create(sku=sku, name=name, unit=unit)
+    for code, (name, lines) in demo.RECIPES.items():
+        recipe = Recipe.objects.create(code=code, name=name)
+        for sku, quantity in lines.items():
+            RecipeIngredient.objects.create(
+                recipe=recipe, ingredient=Ingredient.objects.get(sku=sku), quantity_per_portion=Decimal(quantity)
+            )
+    client = platform_client()
+    single = client.post("/api/v1/orders/", api.ORDER_EXAMPLE, format="json")
+    assert single.status_code == 202, single.content
+    assert set(single.json()) == set(api.ACCEPTED_EXAMPLE)
+    again = client.post("/api/v1/orders/bulk/", {"orders": [api.ORDER_EXAMPLE]}, format="json")
+    assert again.status_code == 202 and again.json()["results"][0]["outcome"] == "replayed"
+    cancelled = client.post(
+        f"/api/v1/orders/{api.ORDER_EXAMPLE['order_id']}/cancel/", {"reason": "changed"}, format="json"
+    )
+    assert cancelled.status_code == 200
+    assert set(cancelled.json()) == set(api.DETAIL_EXAMPLE)
