@@ -96,3 +96,35 @@ def test_a_worker_killed_mid_batch_loses_no_order_and_reserves_none_twice(
     for order in Order.objects.all():
         assert [step.to_status for step in order.timeline.all()] == ["received", "reserved"]
     assert stock_selectors.invariant_violations() == []
+
+
+def test_processors_racing_over_the_same_orders_claim_each_once(real_services):
+    import threading
+
+    from django.db import connections
+
+    from integrations import services
+
+    stock_catalogue(ham=200000, mushroom=200000)
+    services.receive_orders(documents=[order_doc(f"race-{n}") for n in range(600)])
+    reports, errors = [], []
+
+    def drain():
+        try:
+            reports.append(services.process_received_orders(batch_size=50, time_budget=60))
+        except Exception as exc:  # reported below: a processor must never fail on another's claim
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=drain) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert sum(report.claimed for report in reports) == 600
+    assert statuses() == {"reserved": 600}
+    assert Reservation.objects.count() == 600
+    assert StockLevel.objects.get(ingredient__sku="ham").reserved == Decimal(600 * 120)
+    assert stock_selectors.invariant_violations() == []
