@@ -246,6 +246,7 @@ SPECTACULAR_SETTINGS = {
         "BatchStatusEnum": "stock.models.Batch.Status",
         "ReceiptStatusEnum": "stock.models.Receipt.Status",
         "ReservationStatusEnum": "stock.models.Reservation.Status",
+        "OrderStatusEnum": "integrations.models.Order.Status",
     },
 }
 
@@ -349,6 +350,7 @@ CELERY_TASK_QUEUES = [Queue(name) for name in CELERY_QUEUES]
 # Tasks are routed by name prefix, here and nowhere else.
 CELERY_TASK_ROUTES = {
     "events.*": {"queue": "events"},
+    "integrations.process_orders": {"queue": "dispatch"},  # batches of received orders (integrations/tasks.py)
     "integrations.*": {"queue": "dispatch"},
     "stock.ingest*": {"queue": "ingest"},
     "stock.*": {"queue": "default"},
@@ -398,6 +400,15 @@ CELERY_BEAT_SCHEDULE.update(
         "stock-release-expired-holds": {"task": "stock.release_expired_holds", "schedule": 30.0},
     }
 )
+
+# --- Orders ---------------------------------------------------------------------------------------------
+# Received orders are reserved in batches (integrations.process_orders): kicked after each intake commit, at
+# most once per ORDERS_KICK_INTERVAL per process, and swept by beat every ORDERS_SWEEP_SECONDS.
+ORDERS_BATCH = env.int("ORDERS_BATCH", default=200)  # orders claimed and reserved per transaction
+ORDERS_TIME_BUDGET = env.float("ORDERS_TIME_BUDGET", default=5.0)  # seconds one task keeps draining
+ORDERS_KICK_INTERVAL = env.float("ORDERS_KICK_INTERVAL", default=0.2)
+ORDERS_SWEEP_SECONDS = env.float("ORDERS_SWEEP_SECONDS", default=5.0)
+CELERY_BEAT_SCHEDULE["orders-process-sweep"] = {"task": "integrations.process_orders", "schedule": ORDERS_SWEEP_SECONDS}
 
 # --- Metrics --------------------------------------------------------------------------------------------
 # Every process (web, workers) writes its counters here; /metrics adds them up (prometheus_client's

@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("supplychain.core.api.urls")),
     path("", include("supplychain.events.urls")),
     path("stock/", include("stock.urls")),
+    path("", include("integrations.urls")),
 ]
 
 urlpatterns = [

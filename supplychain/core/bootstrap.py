@@ -38,6 +38,9 @@ PLATFORM_PERMISSIONS = (
     "stock.view_receipt",
     "stock.view_ingredient",
     "stock.view_recipe",
+    "integrations.add_order",
+    "integrations.change_order",
+    "integrations.view_order",
 )
 # Upserting master data through the API needs add and change (an upsert may do either); reading needs view.
 MASTER_DATA_PERMISSIONS = tuple(
@@ -58,6 +61,7 @@ OPERATIONS_PERMISSIONS = (
     "stock.view_reservation",
     "stock.change_reservation",
     "stock.view_movement",
+    "integrations.view_order",
     "django_celery_beat.view_periodictask",
     "django_celery_beat.change_periodictask",
     "django_celery_results.view_taskresult",

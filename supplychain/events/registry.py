@@ -112,7 +112,7 @@ _SAME_IN_DRAFT_7 = frozenset(
         "properties", "required", "additionalProperties", "patternProperties", "propertyNames",
         "minProperties", "maxProperties", "items", "minItems", "maxItems", "uniqueItems", "contains",
         "pattern", "minLength", "maxLength", "format", "minimum", "maximum", "exclusiveMinimum",
-        "exclusiveMaximum", "multipleOf", "allOf", "anyOf", "oneOf", "not",
+        "exclusiveMaximum", "multipleOf", "allOf", "anyOf", "oneOf", "not", "if", "then", "else",
     }
 )  # fmt: skip
 _NAMED_SUBSCHEMAS = ("properties", "patternProperties")
@@ -122,11 +122,13 @@ def _only_draft_7_keywords(schema) -> bool:
     if not isinstance(schema, dict):
         return isinstance(schema, bool)
     for keyword, value in schema.items():
+        if keyword.startswith("x-"):
+            continue  # an annotation of ours (x-publish-permission): no validator reads it
         if keyword not in _SAME_IN_DRAFT_7:
             return False
         if keyword in _NAMED_SUBSCHEMAS and not all(_only_draft_7_keywords(sub) for sub in value.values()):
             return False
-        single = keyword in ("items", "additionalProperties", "propertyNames", "contains", "not")
+        single = keyword in ("items", "additionalProperties", "propertyNames", "contains", "not", "if", "then", "else")
         if single and not _only_draft_7_keywords(value):  # "items" as a list means something else in 2020-12
             return False
         if keyword in ("allOf", "anyOf", "oneOf") and not all(_only_draft_7_keywords(sub) for sub in value):

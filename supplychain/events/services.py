@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -192,16 +192,19 @@ def current_correlation_id() -> str:
     return (get_guid() or "")[:100]
 
 
-class _Kicker:
-    """Sends ``events.relay`` after commits, at most once per ``interval`` per process.
+class Kicker:
+    """Sends a task after commits, at most once per ``interval`` per process.
 
-    A commit inside the interval schedules one trailing kick, so every committed event is relayed
+    A commit inside the interval schedules one trailing kick, so every committed row is picked up
     within ``interval`` seconds while a busy web process sends a few messages a second, not one per
-    transaction. A broker that is down makes the kick fail quietly: the beat sweep relays later.
+    transaction. A broker that is down makes the kick fail quietly: the beat sweep picks the rows up
+    later. ``send`` sends the task (the relay's by default; the orders' batch processing has its own).
     """
 
-    def __init__(self, interval: float):
+    def __init__(self, interval: float, send: Callable[[], object] | None = None, what: str = "relay"):
         self.interval = interval
+        self.what = what
+        self._send_task = send or _send_relay
         self._lock = threading.Lock()
         self._last = 0.0
         self._timer: threading.Timer | None = None
@@ -227,12 +230,16 @@ class _Kicker:
 
     def _send(self) -> None:
         try:
-            celery_app.send_task(RELAY_TASK, retry=False)
-        except Exception as exc:  # the outbox keeps the event; the sweep relays it when the broker is back
-            logger.warning("relay kick not sent (%s: %s); the sweep will relay", type(exc).__name__, exc)
+            self._send_task()
+        except Exception as exc:  # the rows stay in the database; the sweep picks them up when the broker is back
+            logger.warning("%s kick not sent (%s: %s); the sweep will do it", self.what, type(exc).__name__, exc)
 
 
-relay_kicker = _Kicker(_setting("EVENTS_KICK_INTERVAL", 0.05))
+def _send_relay() -> None:
+    celery_app.send_task(RELAY_TASK, retry=False)
+
+
+relay_kicker = Kicker(_setting("EVENTS_KICK_INTERVAL", 0.05))
 
 
 # ---- Relay --------------------------------------------------------------------------------------

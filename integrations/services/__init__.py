@@ -1,0 +1,51 @@
+"""Writes of integrations: the only place that changes orders.
+
+One module per job, re-exported here so callers write ``from integrations import services``:
+``intake`` (orders in from the platform), ``processing`` (batches of received orders reserved),
+``lifecycle`` (the one checked way to change an order's status, cancel included).
+The domain errors live in ``integrations.errors``.
+"""
+
+from integrations.services.intake import (
+    BULK_LIMIT,
+    IntakeResult,
+    order_schema,
+    orders_kicker,
+    receive_order,
+    receive_orders,
+)
+from integrations.services.lifecycle import (
+    REFUSED_TRANSITION,
+    Move,
+    MoveOutcome,
+    cancel_order,
+    is_legal,
+    transition_order,
+    transition_orders,
+)
+from integrations.services.processing import (
+    ProcessingReport,
+    expand,
+    process_order_batch,
+    process_received_orders,
+)
+
+__all__ = [
+    "BULK_LIMIT",
+    "REFUSED_TRANSITION",
+    "IntakeResult",
+    "Move",
+    "MoveOutcome",
+    "ProcessingReport",
+    "cancel_order",
+    "expand",
+    "is_legal",
+    "order_schema",
+    "orders_kicker",
+    "process_order_batch",
+    "process_received_orders",
+    "receive_order",
+    "receive_orders",
+    "transition_order",
+    "transition_orders",
+]
