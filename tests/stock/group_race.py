@@ -7,6 +7,7 @@ deadlock a wrong lock order). Returns what every client was answered, for the ca
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import random
 from decimal import Decimal
 
@@ -27,7 +28,7 @@ def _client(kind: str, number: int, calls: int, group_size: int, barrier, answer
 
     got, errors = [], []
     try:
-        barrier.wait()
+        barrier.wait(timeout=120)
         for call in range(calls):
             label = f"{kind}{number}-{call}"
             if kind == "group":
@@ -63,13 +64,36 @@ def race(*, group_clients: int, single_clients: int, calls: int, group_size: int
     ]
     for process in processes:
         process.start()
-    outcomes = [answers.get(timeout=600) for _ in processes]
+    outcomes = []
+    try:
+        for _ in processes:
+            outcomes.append(answers.get(timeout=240))
+    except queue.Empty:
+        sessions = _sessions()  # before the kill ends them
+        for process in processes:
+            process.kill()
+        missing = len(processes) - len(outcomes)
+        raise AssertionError(f"{missing} clients never answered; sessions: {sessions}") from None
     for process in processes:
         process.join(timeout=60)
     return {
         "answers": [answer for got, _ in outcomes for answer in got],
         "errors": [error for _, errors in outcomes for error in errors],
     }
+
+
+def _sessions() -> list:
+    """What every other session of this database is doing (on PostgreSQL), to tell a hang's cause."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid, state, wait_event_type, wait_event, left(query, 200) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchall()
 
 
 def check(found: dict, supply_per_sku: int) -> dict[str, int]:
