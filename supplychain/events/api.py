@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import django_filters
+from django.http import Http404
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -314,7 +315,10 @@ class SubscriptionViewSet(viewsets.ModelViewSet):
         data = SubscriptionInput(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
         updated = services.update_subscription(subscription=subscription, **data.validated_data)
-        return Response(SubscriptionSerializer(self.get_queryset().get(pk=updated.pk)).data)  # with its counts
+        current = self.get_queryset().filter(pk=updated.pk).first()  # with its counts
+        if current is None:  # deleted by another request right after this change
+            raise Http404
+        return Response(SubscriptionSerializer(current).data)
 
     def perform_destroy(self, instance):
         services.delete_subscription(subscription=instance)

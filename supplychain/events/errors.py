@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from supplychain.core.errors import DomainError
+from supplychain.core.errors import DomainError, NotFound
 
 
 class PublishNotAllowed(DomainError):
@@ -19,3 +19,10 @@ class SubscriptionInvalid(DomainError):
     status = 400
     type = "validation_error"
     title = "The request is not valid."
+
+
+class SubscriptionGone(NotFound):
+    """The subscription was deleted while this change waited for it (a concurrent DELETE won)."""
+
+    type = "not_found"
+    title = "Not found."

@@ -26,7 +26,7 @@ from supplychain.celery import app as celery_app
 from supplychain.core.db import copy_insert, copy_rows
 from supplychain.core.errors import DomainError
 from supplychain.events import filters, metrics, registry, signals, signing, transport
-from supplychain.events.errors import PublishNotAllowed, SubscriptionInvalid
+from supplychain.events.errors import PublishNotAllowed, SubscriptionGone, SubscriptionInvalid
 from supplychain.events.models import AuditEntry, Delivery, OutboxEvent, Subscription
 from supplychain.events.transport import Outcome
 
@@ -880,7 +880,7 @@ def update_subscription(
             f"secret_grace_seconds: between 0 and {SECRET_GRACE_SECONDS_MAX}.",
             errors={"secret_grace_seconds": [f"Between 0 and {SECRET_GRACE_SECONDS_MAX} seconds."]},
         )
-    locked = Subscription.objects.select_for_update().get(pk=subscription.pk)
+    locked = _locked_subscription(subscription)
     if changes.get("secret") == "" and changes.get("target", locked.target) == Subscription.Target.HTTP:
         raise SubscriptionInvalid(
             "secret: an HTTP subscription keeps a secret; rotate-secret generates a new one and shows it.",
@@ -897,6 +897,13 @@ def update_subscription(
         locked.previous_secret = old_secret
         locked.previous_secret_expires_at = timezone.now() + timedelta(seconds=secret_grace_seconds)
     locked.save()
+    return locked
+
+
+def _locked_subscription(subscription: Subscription) -> Subscription:
+    locked = Subscription.objects.select_for_update().filter(pk=subscription.pk).first()
+    if locked is None:  # deleted since the caller read it
+        raise SubscriptionGone(f"Subscription {subscription.name!r} no longer exists.")
     return locked
 
 

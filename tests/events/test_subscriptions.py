@@ -323,3 +323,15 @@ def test_a_rotated_subscription_is_still_accepted_by_a_receiver_holding_the_old_
         services.relay_pending()
         assert services.process_deliveries(subscription_id=subscription.id).retrying == 1
     assert [r.status for r in old_receiver.received] == [401]  # the grace period is over
+
+
+def test_a_change_to_a_subscription_deleted_meanwhile_is_a_404_not_a_500():
+    """Found by schemathesis against a live server: a PATCH racing a DELETE of the same subscription."""
+    from supplychain.core.errors import NotFound
+
+    subscription = services.create_subscription(
+        name="gone", event_types=["stock.*"], target="http", url="https://example.com/hooks"
+    )
+    Subscription.objects.filter(pk=subscription.pk).delete()  # the other request's DELETE committed first
+    with pytest.raises(NotFound):
+        services.update_subscription(subscription=subscription, active=False)
