@@ -1,0 +1,178 @@
+"""Guards for stock promises a deliberate break once passed unnoticed (README, Tests: the breaks table)."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from stock import selectors, services
+from stock.models import Allocation, Batch, Movement, Reservation, StockLevel
+from stock.services import Item
+from tests.stock.factories import IngredientFactory, csv_opener
+
+pytestmark = pytest.mark.django_db
+D = Decimal
+
+
+def day(offset: int):
+    return timezone.localdate() + timedelta(days=offset)
+
+
+def receive(key: str, text: str) -> services.ReceiptOutcome:
+    return services.ingest_receipt(key=key, open_stream=csv_opener(text), source="upload")
+
+
+@pytest.fixture
+def ham():
+    IngredientFactory(sku="ham")
+    receive("ham.csv", f"sku,quantity,best_before,lot\nham,10,{day(3)},H1\nham,10,{day(30)},H2\n")
+
+
+# Idempotency: every field of the request is part of what a repeat must match.
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"needed_by": day(1)}, {"needed_by": day(2)}),
+        ({"needed_by": day(1)}, {}),
+        ({"hold_seconds": 60}, {"hold_seconds": 120}),
+        ({}, {"hold_seconds": 60}),
+    ],
+    ids=["needed_by-changed", "needed_by-dropped", "hold_seconds-changed", "hold_seconds-added"],
+)
+def test_same_transaction_id_with_other_needed_by_or_hold_is_refused(ham, first, second):
+    services.reserve_stock(transaction_id="t-1", items=[Item("ham", D(2))], **first)
+    with pytest.raises(services.TransactionIdReused):
+        services.reserve_stock(transaction_id="t-1", items=[Item("ham", D(2))], **second)
+    assert Reservation.objects.count() == 1
+    assert StockLevel.objects.get(ingredient__sku="ham").reserved == D(2)
+
+
+def test_exact_repeat_with_needed_by_and_hold_replays(ham):
+    first = services.reserve_stock(transaction_id="t-2", items=[Item("ham", D(2))], needed_by=day(1), hold_seconds=60)
+    again = services.reserve_stock(transaction_id="t-2", items=[Item("ham", D(2))], needed_by=day(1), hold_seconds=60)
+    assert (again.pk, again.response) == (first.pk, first.response)
+
+
+# Expiry re-allocation: of several candidate batches, the first-expiring take the moved quantity.
+
+
+def test_expiry_moves_an_allocation_to_the_first_expiring_candidates_in_order():
+    IngredientFactory(sku="ham")
+    receive(
+        "ham.csv",
+        "sku,quantity,best_before,lot\n"
+        f"ham,8,{day(2)},EXPIRING\n"
+        f"ham,10,{day(40)},LATEST\n"
+        f"ham,5,{day(9)},FIRST\n"
+        f"ham,10,{day(20)},SECOND\n"
+        f"ham,10,{day(30)},THIRD\n",
+    )
+    services.reserve_stock(transaction_id="moved", items=[Item("ham", D(8))])
+    assert list(Allocation.objects.values_list("batch__lot", flat=True)) == ["EXPIRING"]
+
+    services.expire_batches(today=day(3))
+
+    moved = Allocation.objects.filter(reservation__transaction_id="moved", open=True).order_by("batch__best_before")
+    assert [(a.batch.lot, a.quantity) for a in moved] == [("FIRST", D(5)), ("SECOND", D(3))]
+    assert {b.lot: b.quantity_reserved for b in Batch.objects.all()} == {
+        "EXPIRING": D(0),
+        "FIRST": D(5),
+        "SECOND": D(3),
+        "THIRD": D(0),
+        "LATEST": D(0),
+    }
+    assert selectors.invariant_violations() == []
+
+
+def test_expiry_honours_needed_by_when_choosing_the_next_batch():
+    IngredientFactory(sku="ham")
+    receive(
+        "ham.csv",
+        f"sku,quantity,best_before,lot\nham,4,{day(2)},EXPIRING\nham,10,{day(5)},TOO-SOON\nham,10,{day(12)},OK\n",
+    )
+    services.reserve_stock(transaction_id="late", items=[Item("ham", D(4))], needed_by=day(2))
+    Reservation.objects.filter(transaction_id="late").update(needed_by=day(10))  # needed later than TOO-SOON lasts
+    services.expire_batches(today=day(3))
+    moved = Allocation.objects.filter(reservation__transaction_id="late", open=True)
+    assert [(a.batch.lot, a.quantity) for a in moved] == [("OK", D(4))]
+
+
+# The invariant checker: each kind of broken state it must report, written straight into the tables.
+
+
+@pytest.fixture
+def reserved_ham(ham):
+    services.reserve_stock(transaction_id="r", items=[Item("ham", D(4))])
+    assert selectors.invariant_violations() == []
+    return StockLevel.objects.get(ingredient__sku="ham")
+
+
+def _drop_constraint(table: str, name: str) -> None:
+    """Inside the test's transaction (rolled back after it): lets a row break what the schema forbids."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no deferred checks pending, so ALTER TABLE may run
+        cursor.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+
+
+def test_checker_reports_a_ledger_on_hand_that_differs_from_the_level(reserved_ham):
+    Movement.objects.create(ingredient=reserved_ham.ingredient, kind="receipt", on_hand_delta=D(3), reserved_delta=0)
+    assert selectors.invariant_violations() == ["ham: on hand 20.000 != ledger on hand 23.000"]
+
+
+def test_checker_reports_active_batches_that_hold_other_than_on_hand(reserved_ham):
+    Batch.objects.filter(lot="H2").update(quantity_remaining=D(7))
+    assert selectors.invariant_violations() == ["ham: on hand 20.000 != remaining on active batches 17.000"]
+
+
+def test_checker_counts_only_active_batches_as_on_hand(reserved_ham):
+    Batch.objects.filter(lot="H2").update(status="expired")
+    assert selectors.invariant_violations() == ["ham: on hand 20.000 != remaining on active batches 10.000"]
+
+
+def test_checker_reports_a_ledger_reserved_that_differs_from_the_level(reserved_ham):
+    Movement.objects.create(ingredient=reserved_ham.ingredient, kind="reserve", on_hand_delta=0, reserved_delta=D(1))
+    assert selectors.invariant_violations() == ["ham: reserved 4.000 != ledger reserved 5.000"]
+
+
+def test_checker_reports_open_allocations_that_differ_from_reserved(reserved_ham):
+    Allocation.objects.update(open=False)
+    assert selectors.invariant_violations() == ["ham: reserved 4.000 != open allocations 0"]
+
+
+def test_checker_reports_batches_reserving_other_than_the_level(reserved_ham):
+    Batch.objects.filter(lot="H2").update(quantity_reserved=D(2))
+    assert selectors.invariant_violations() == ["ham: reserved 4.000 != reserved on batches 6.000"]
+
+
+def test_checker_reports_a_level_reserving_more_than_on_hand(reserved_ham):
+    _drop_constraint("stock_stocklevel", "level_reserved_within_on_hand")
+    StockLevel.objects.filter(pk=reserved_ham.pk).update(reserved=D(25))
+    problems = selectors.invariant_violations()
+    assert "ham: reserved 25.000 exceeds on hand 20.000" in problems
+
+
+def test_checker_reports_a_negative_batch(reserved_ham):
+    _drop_constraint("stock_batch", "batch_remaining_not_negative")
+    _drop_constraint("stock_batch", "batch_reserved_within_remaining")
+    batch = Batch.objects.get(lot="H2")
+    Batch.objects.filter(pk=batch.pk).update(quantity_remaining=D(-1))
+    assert f"batch {batch.pk}: remaining -1.000, reserved 0.000, active" in selectors.invariant_violations()
+
+
+def test_checker_reports_an_expired_batch_still_reserved(reserved_ham):
+    batch = Batch.objects.get(lot="H1")
+    Batch.objects.filter(pk=batch.pk).update(status="expired")
+    assert f"batch {batch.pk}: remaining 10.000, reserved 4.000, expired" in selectors.invariant_violations()
+
+
+def test_checker_is_quiet_on_a_consistent_book_with_every_kind_of_movement(ham):
+    services.reserve_stock(transaction_id="a", items=[Item("ham", D(3))])
+    services.reserve_stock(transaction_id="b", items=[Item("ham", D(2))])
+    services.commit_reservation(transaction_id="a")
+    services.release_reservation(transaction_id="b")
+    services.expire_batches(today=day(4))
+    assert selectors.invariant_violations() == []
