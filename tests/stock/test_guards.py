@@ -176,3 +176,15 @@ def test_checker_is_quiet_on_a_consistent_book_with_every_kind_of_movement(ham):
     services.release_reservation(transaction_id="b")
     services.expire_batches(today=day(4))
     assert selectors.invariant_violations() == []
+
+
+def test_a_lot_received_in_an_earlier_file_is_refused_on_its_row(ham):
+    outcome = receive(
+        "later.csv", f"sku,quantity,best_before,lot\nham,5,{day(9)},H2\nham,6,{day(9)},H3\n"
+    )  # H2 came in ham.csv
+    assert outcome.outcome == "processed"
+    assert outcome.receipt.errors == [{"line": 2, "column": "lot", "reason": "lot 'H2' of ham was already received"}]
+    assert outcome.receipt.rows_ingested == 1
+    assert Batch.objects.get(lot="H2").quantity_received == D(10)
+    assert StockLevel.objects.get(ingredient__sku="ham").on_hand == D(26)
+    assert selectors.invariant_violations() == []
