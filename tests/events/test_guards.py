@@ -1,6 +1,7 @@
 """Guards for backbone promises a deliberate break once passed unnoticed (README, Tests: the breaks table)."""
 
 import itertools
+import re
 import threading
 import time
 from datetime import timedelta
@@ -191,3 +192,28 @@ def test_a_committed_publish_moves_the_published_counter_and_a_rolled_back_one_d
         services.publish(THING, {"sku": "ham", "quantity": 3})
         raise RuntimeError("roll back")
     assert _published_total() == before + 2
+
+
+@pytest.mark.parametrize(
+    ("model", "query"),
+    [("subscription", "flaky"), ("delivery", "order-5"), ("outboxevent", "order-5"), ("auditentry", "trace-5")],
+)
+def test_events_admin_search_finds_the_row_and_only_it(model, query):
+    from django.contrib.auth import get_user_model
+
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("boss", "boss@example.com", "pw-for-tests-only"))
+    SubscriptionFactory(name="flaky")
+    services.publish(THING, {"sku": "ham", "quantity": 1}, key="order-5", correlation_id="trace-5")
+    services.publish(THING, {"sku": "ham", "quantity": 2}, key="order-6", correlation_id="trace-6")
+    services.relay_pending()
+    found = client.get(f"/admin/events/{model}/", {"q": query}).content.decode()
+    assert result_rows(found) == 1
+    assert query in found
+    assert result_rows(client.get(f"/admin/events/{model}/", {"q": "nothing-matches"}).content.decode()) == 0
+
+
+def result_rows(html: str) -> int:
+    """Rows of an admin changelist's result table (none when nothing matched)."""
+    table = re.search(r'<table id="result_list">(.*?)</table>', html, re.S)
+    return table.group(1).count("<tr") - 1 if table else 0

@@ -1,5 +1,6 @@
 """Guards for stock promises a deliberate break once passed unnoticed (README, Tests: the breaks table)."""
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -188,3 +189,56 @@ def test_a_lot_received_in_an_earlier_file_is_refused_on_its_row(ham):
     assert Batch.objects.get(lot="H2").quantity_received == D(10)
     assert StockLevel.objects.get(ingredient__sku="ham").on_hand == D(26)
     assert selectors.invariant_violations() == []
+
+
+# The admin: what a person sees, not only that a page answers.
+
+
+@pytest.fixture
+def staff():
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("boss", "boss@example.com", "pw-for-tests-only"))
+    return client
+
+
+LOW_MARK = 'title="below the low-stock threshold">'
+
+
+def test_admin_marks_low_stock_on_the_low_ingredient_only(staff):
+    IngredientFactory(sku="ham", low_stock_threshold=D(5))
+    IngredientFactory(sku="mushroom", low_stock_threshold=D(5))
+    receive("k.csv", f"sku,quantity,best_before\nham,4,{day(9)}\nmushroom,50,{day(9)}\n")
+    html = staff.get("/admin/stock/ingredient/").content.decode()
+    assert html.count(LOW_MARK) == 1
+    assert f"{LOW_MARK}4.000 low</strong>" in html
+    services.reserve_stock(transaction_id="big", items=[Item("mushroom", D(46))])  # 4 left: low too
+    assert staff.get("/admin/stock/ingredient/").content.decode().count(LOW_MARK) == 2
+
+
+@pytest.mark.parametrize(
+    ("model", "shown"),
+    [
+        ("ingredient", "ham"),
+        ("batch", "LOT-7"),
+        ("receipt", "admin-k.csv"),
+        ("reservation", "t-admin"),
+        ("movement", "t-admin"),
+    ],
+)
+def test_stock_admin_changelists_list_the_rows(staff, model, shown):
+    IngredientFactory(sku="ham")
+    receive("admin-k.csv", f"sku,quantity,best_before,lot\nham,2,{day(2)},LOT-7\n")
+    services.reserve_stock(transaction_id="t-admin", items=[Item("ham", 1)])
+    page = staff.get(f"/admin/stock/{model}/", {"q": shown}).content.decode()
+    assert shown in page
+    assert result_rows(page) == 1
+    assert result_rows(staff.get(f"/admin/stock/{model}/", {"q": "nothing-matches-this"}).content.decode()) == 0
+
+
+def result_rows(html: str) -> int:
+    """Rows of an admin changelist's result table (none when nothing matched)."""
+    table = re.search(r'<table id="result_list">(.*?)</table>', html, re.S)
+    return table.group(1).count("<tr") - 1 if table else 0
