@@ -217,3 +217,15 @@ def result_rows(html: str) -> int:
     """Rows of an admin changelist's result table (none when nothing matched)."""
     table = re.search(r'<table id="result_list">(.*?)</table>', html, re.S)
     return table.group(1).count("<tr") - 1 if table else 0
+
+
+def test_sweep_relays_what_the_kicks_missed_and_kicks_only_active_subscriptions_with_due_deliveries():
+    live = SubscriptionFactory(name="live", handler="probe-a")
+    paused = SubscriptionFactory(name="paused", handler="probe-b")
+    services.publish(THING, {"sku": "ham", "quantity": 1})
+    services.publish(THING, {"sku": "ham", "quantity": 2})
+    assert services.sweep() == {"relayed": 2, "kicked": ["live", "paused"]}
+    Subscription.objects.filter(pk=paused.pk).update(active=False)
+    assert services.sweep() == {"relayed": 0, "kicked": ["live"]}
+    services.process_deliveries(subscription_id=live.id)
+    assert services.sweep() == {"relayed": 0, "kicked": []}

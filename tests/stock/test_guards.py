@@ -242,3 +242,17 @@ def result_rows(html: str) -> int:
     """Rows of an admin changelist's result table (none when nothing matched)."""
     table = re.search(r'<table id="result_list">(.*?)</table>', html, re.S)
     return table.group(1).count("<tr") - 1 if table else 0
+
+
+def test_expired_holds_release_only_open_reservations_and_say_why(ham):
+    services.reserve_stock(transaction_id="kept", items=[Item("ham", D(1))], hold_seconds=10)
+    services.reserve_stock(transaction_id="lapsed", items=[Item("ham", D(2))], hold_seconds=10)
+    services.commit_reservation(transaction_id="kept")
+    assert services.release_expired_holds(now=timezone.now() + timedelta(seconds=11)) == 1
+    assert dict(Reservation.objects.values_list("transaction_id", "status")) == {
+        "kept": "committed",
+        "lapsed": "released",
+    }
+    release = Movement.objects.get(kind="release", reservation__transaction_id="lapsed")
+    assert release.note == "hold time passed"
+    assert selectors.invariant_violations() == []
