@@ -46,8 +46,10 @@ def ham():
 )
 def test_same_transaction_id_with_other_needed_by_or_hold_is_refused(ham, first, second):
     services.reserve_stock(transaction_id="t-1", items=[Item("ham", D(2))], **first)
-    with pytest.raises(services.TransactionIdReused):
+    with pytest.raises(services.TransactionIdReused) as refused:
         services.reserve_stock(transaction_id="t-1", items=[Item("ham", D(2))], **second)
+    assert refused.value.errors == {"transaction_id": ["Already used with a different body."]}
+    assert str(refused.value) == "Transaction t-1 was already used with a different request."
     assert Reservation.objects.count() == 1
     assert StockLevel.objects.get(ingredient__sku="ham").reserved == D(2)
 
@@ -86,6 +88,35 @@ def test_expiry_moves_an_allocation_to_the_first_expiring_candidates_in_order():
         "THIRD": D(0),
         "LATEST": D(0),
     }
+    assert selectors.invariant_violations() == []
+
+
+def test_expiry_skips_a_fully_reserved_candidate_and_records_each_move_in_the_ledger():
+    IngredientFactory(sku="ham")
+    IngredientFactory(sku="egg")
+    receive(
+        "two.csv",
+        "sku,quantity,best_before,lot\n"
+        f"ham,6,{day(2)},EXPIRING\n"
+        f"ham,4,{day(5)},FULL\n"
+        f"ham,10,{day(9)},NEXT\n"
+        f"egg,3,{day(1)},EGG-OLD\n"
+        f"egg,3,{day(8)},EGG-NEW\n",
+    )
+    services.reserve_stock(transaction_id="moved", items=[Item("ham", D(6))])  # all of EXPIRING
+    services.reserve_stock(transaction_id="filler", items=[Item("ham", D(4))])  # then all of FULL
+    assert Batch.objects.get(lot="FULL").quantity_available == 0
+
+    assert services.expire_batches(today=day(3)) == 2  # EXPIRING and EGG-OLD
+
+    moved = Allocation.objects.filter(reservation__transaction_id="moved", open=True)
+    assert [(a.batch.lot, a.quantity) for a in moved] == [("NEXT", D(6))]  # FULL skipped, not a stop
+    ledger = Movement.objects.filter(reservation__transaction_id="moved").exclude(note="")
+    assert sorted((m.kind, m.batch.lot, m.reserved_delta, m.note) for m in ledger) == [
+        ("release", "EXPIRING", D(-6), "batch expired"),
+        ("reserve", "NEXT", D(6), "moved off an expiring batch"),
+    ]
+    assert Reservation.objects.get(transaction_id="moved").at_risk is False
     assert selectors.invariant_violations() == []
 
 
