@@ -35,7 +35,8 @@ test: install
 # Mutation testing of the critical modules (slow, not part of `make test`): prints `mutants: N killed, M survived`.
 mutation: install
 	bash scripts/ensure-services.sh "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"
-	TEST_DATABASE_URL="$(TEST_DATABASE_URL)" TEST_REDIS_URL="$(TEST_REDIS_URL)" bash scripts/mutation.sh
+	TEST_DATABASE_URL="$(TEST_DATABASE_URL)" TEST_REDIS_URL="$(TEST_REDIS_URL)" MUTATION_CONTINUE="$(MUTATION_CONTINUE)" \
+		MUTATION_TIMEOUT="$(or $(MUTATION_TIMEOUT),3600)" bash scripts/mutation.sh
 
 lint: install
 	$(BIN)/ruff check .
