@@ -229,3 +229,14 @@ def test_sweep_relays_what_the_kicks_missed_and_kicks_only_active_subscriptions_
     assert services.sweep() == {"relayed": 0, "kicked": ["live"]}
     services.process_deliveries(subscription_id=live.id)
     assert services.sweep() == {"relayed": 0, "kicked": []}
+
+
+def test_finished_deliveries_are_never_claimed_again():
+    subscription = SubscriptionFactory(handler="probe-a", max_attempts=1)
+    services.publish(THING, {"sku": "ham", "quantity": 1})
+    services.relay_pending()
+    assert services.process_deliveries(subscription_id=subscription.id).succeeded == 1
+    due_now()  # a finished delivery's visibility time has passed too
+    assert services._claim(subscription, 10) == []
+    assert services.process_deliveries(subscription_id=subscription.id).claimed == 0
+    assert Effect.objects.count() == 1
