@@ -240,3 +240,4 @@ def test_finished_deliveries_are_never_claimed_again():
     assert services._claim(subscription, 10) == []
     assert services.process_deliveries(subscription_id=subscription.id).claimed == 0
     assert Effect.objects.count() == 1
+    assert Delivery.objects.get().status == "succeeded"
