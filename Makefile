@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgres://supplychain:supplychain@127.0.0.1:5432/supplychain
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test install lint format bench clean
+.PHONY: run test install lint format bench clean mutation
 
 install: $(STAMP)
 
@@ -32,6 +32,12 @@ test: install
 	DATABASE_URL="$(TEST_DATABASE_URL)" CELERY_BROKER_URL="$(TEST_REDIS_URL)" SUPPLYCHAIN_EXTRA_APPS=tests.probe \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Mutation testing of the critical modules (slow, not part of `make test`): prints `mutants: N killed, M survived`.
+mutation: install
+	bash scripts/ensure-services.sh "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"
+	TEST_DATABASE_URL="$(TEST_DATABASE_URL)" TEST_REDIS_URL="$(TEST_REDIS_URL)" MUTATION_CONTINUE="$(MUTATION_CONTINUE)" \
+		MUTATION_TIMEOUT="$(or $(MUTATION_TIMEOUT),3600)" bash scripts/mutation.sh
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -47,4 +53,4 @@ bench: install
 	$(BIN)/python bench/stock.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache mutants

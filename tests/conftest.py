@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import redis
 from django.conf import settings
-from django.core.management.base import CommandError
 from django.db import connection
 from django.test import TransactionTestCase
 
@@ -24,28 +23,68 @@ from tests.processes import ManagedProcess, celery_argv, worker_ready
 SERVERS: dict[str, str] = {}
 
 
-def _flush_retrying_deadlocks(original):
-    """A transactional test ends by flushing the database (TRUNCATE of every table, one lock at a time).
+LIVE_WORKERS: list = []  # the session's worker while it runs, see _quiet_before_flush
 
-    The session's live Celery worker may be relaying or delivering that test's events meanwhile; when
-    PostgreSQL breaks the resulting lock cycle by aborting the flush rather than the worker's transaction,
-    the flush is simply tried again (the worker's side has been rolled back or has finished by then).
+
+def _quiet_before_flush(original):
+    """A transactional test ends by flushing the database: one TRUNCATE of every table, locking them in turn.
+
+    The session's Celery worker may still be relaying or delivering that test's events then (workers
+    and beat started for one test have stopped by now). Its transactions lock two tables or more (a
+    relay: the outbox, subscriptions, deliveries; a claim: deliveries joined to the outbox), in an order
+    no single TRUNCATE can share with all of them: TRUNCATE holding one table and waiting for another
+    while the worker holds that one and waits for the first is a deadlock. So before the flush the
+    worker is given nothing that spans tables: every subscription is switched off (a delivery task,
+    also one waiting on a countdown, then claims nothing) and every event marked relayed (a relay then
+    reads the outbox alone); the flush waits until no other connection is inside a transaction and the
+    broker's queues are empty. A transaction on one table cannot deadlock with TRUNCATE.
     """
 
     def teardown(self):
-        for attempt in range(1, 6):
-            try:
-                return original(self)
-            except CommandError as exc:
-                if attempt == 5 or "deadlock detected" not in str(exc.__cause__):
-                    raise
-                time.sleep(0.2 * attempt)
+        if LIVE_WORKERS and connection.vendor == "postgresql":
+            _idle_workers()
+        return original(self)
 
     return teardown
 
 
-TransactionTestCase._fixture_teardown = _flush_retrying_deadlocks(TransactionTestCase._fixture_teardown)
+def _idle_workers(timeout: float = 30.0) -> None:
+    from django.db import transaction
+    from django.utils import timezone
+
+    from supplychain.events.models import OutboxEvent, Subscription
+
+    with transaction.atomic():
+        Subscription.objects.filter(active=True).update(active=False)
+        OutboxEvent.objects.filter(relayed_at__isnull=True).update(relayed_at=timezone.now())
+    deadline = time.monotonic() + timeout
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
+            )
+            busy = {"connections in a transaction": cursor.fetchone()[0], "queued tasks": _queued_tasks()}
+        if not any(busy.values()):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the worker did not go idle before the flush: {busy}")
+        time.sleep(0.05)
+
+
+def _queued_tasks() -> int:
+    try:
+        broker = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=1)
+        return sum(broker.llen(queue) for queue in settings.CELERY_QUEUES)
+    except redis.RedisError:  # a test stopped the broker: no worker can take a task either
+        return 0
+
+
+TransactionTestCase._fixture_teardown = _quiet_before_flush(TransactionTestCase._fixture_teardown)
 OUTCOMES = {"passed": 0, "failed": 0, "skipped": 0}
+INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
+FLOOR_FILE = INTEGRATION_DIR / "FLOOR"
+COLLECTED = {"integration": 0}
 
 
 def pytest_runtest_logreport(report):
@@ -53,6 +92,26 @@ def pytest_runtest_logreport(report):
         return
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         OUTCOMES[report.outcome] += 1
+
+
+def pytest_collectreport(report):
+    """A module of the integration tier skipped whole at import (``pytest.skip(allow_module_level=True)``,
+    ``pytest.importorskip``) never reaches the run reports: count it as a skipped integration test."""
+    if report.outcome == "skipped" and _in_integration_dir(report.nodeid):
+        OUTCOMES["skipped"] += 1
+
+
+def _in_integration_dir(nodeid: str) -> bool:
+    path = Path(nodeid.split("::", 1)[0])
+    return path.suffix == ".py" and (Path.cwd() / path).resolve().is_relative_to(INTEGRATION_DIR)
+
+
+def pytest_collection_finish(session):
+    COLLECTED["integration"] = sum(1 for item in session.items if item.get_closest_marker("integration"))
+
+
+def _floor() -> int:
+    return int(FLOOR_FILE.read_text().split()[0])
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -65,23 +124,38 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     )
     if ran == 0 and _full_run(config):
         terminalreporter.write_line("ERROR: the integration tier did not run.", red=True)
+    if OUTCOMES["skipped"]:
+        terminalreporter.write_line("ERROR: integration tests were skipped (see the skip reasons above).", red=True)
+    if _full_run(config) and COLLECTED["integration"] < _floor():
+        terminalreporter.write_line(
+            f"ERROR: {COLLECTED['integration']} integration tests collected, fewer than the floor of {_floor()} "
+            f"in {FLOOR_FILE.relative_to(Path.cwd()) if FLOOR_FILE.is_relative_to(Path.cwd()) else FLOOR_FILE}.",
+            red=True,
+        )
 
 
 def _full_run(config) -> bool:
     """True for a plain ``pytest`` (the whole suite), false when a subset was asked for."""
     return (
-        not config.option.markexpr and not config.option.keyword and config.args_source != pytest.Config.ArgsSource.ARGS
+        not config.option.markexpr
+        and not config.option.keyword
+        and not config.option.ignore
+        and not config.option.ignore_glob
+        and not config.option.deselect
+        and config.args_source != pytest.Config.ArgsSource.ARGS
     )
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """A full run in which no integration test executed is a failure, not a quiet pass."""
+    """A full run in which no integration test executed, or fewer were collected than the floor, fails."""
     config = session.config
     ran = OUTCOMES["passed"] + OUTCOMES["failed"]
     if _full_run(config) and ran == 0 and exitstatus == 0:
         session.exitstatus = 1
     if OUTCOMES["skipped"] and exitstatus == 0:
         session.exitstatus = 1  # an integration test must never be skipped silently
+    if _full_run(config) and COLLECTED["integration"] < _floor() and exitstatus == 0:
+        session.exitstatus = 1
 
 
 @pytest.fixture(autouse=True)
@@ -147,8 +221,11 @@ def celery_worker(process_env, log_dir):
     try:
         process.wait_until(worker_ready(app, name), timeout=60, what="the worker to answer ping")
         process.node_name = name
+        LIVE_WORKERS.append(process)
         yield process
     finally:
+        if process in LIVE_WORKERS:
+            LIVE_WORKERS.remove(process)
         process.stop()
 
 

@@ -7,6 +7,7 @@ readiness, a ping sent through the API and seen in Flower, a chord, a countdown 
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -71,8 +72,8 @@ def test_run_stack_on_the_embedded_default(embedded_env, tmp_path):
         stack.wait_until(lambda: "supplychain is running" in stack.output(), timeout=90, what="the stack banner")
         assert token in stack.output() and operations_token in stack.output()  # both printed, each with its role
         for queue in ("events", "dispatch", "ingest", "forecast", "default"):
-            stack.wait_until(
-                lambda q=queue: f"{q}@" in stack.output() and "ready." in stack.output(),
+            stack.wait_until(  # each queue's own worker announces "<queue>@<host> ready."
+                lambda q=queue: re.search(rf"\b{q}@\S+ ready\.", stack.output()),
                 timeout=60,
                 what=f"worker {queue}",
             )
@@ -91,6 +92,22 @@ def test_run_stack_on_the_embedded_default(embedded_env, tmp_path):
         assert status == 202, queued
         import base64
 
+        def flower_status(credentials: bytes | None) -> int | None:
+            request = urllib.request.Request(f"http://127.0.0.1:{FLOWER_PORT}/api/tasks")
+            if credentials:
+                request.add_header("Authorization", f"Basic {base64.b64encode(credentials).decode()}")
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status
+            except urllib.error.HTTPError as error:
+                return error.code
+            except OSError:
+                return None  # not listening yet
+
+        stack.wait_until(lambda: flower_status(None) is not None, timeout=60, what="Flower to listen")
+        assert flower_status(None) == 401  # Flower refuses whoever is not the admin
+        assert flower_status(b"admin:wrong-password") == 401
+        assert flower_status(b"admin:stack-test-pw") == 200
         basic = base64.b64encode(b"admin:stack-test-pw").decode()
         deadline, seen = time.monotonic() + 30, {}
         while time.monotonic() < deadline:

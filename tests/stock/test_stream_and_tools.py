@@ -148,7 +148,7 @@ def test_a_stream_ends_after_stock_stream_seconds_whatever_the_client_asks(ham, 
     started = time.monotonic()
     response = client.get("/api/v1/stock/levels/stream", {"sku": "ham", "max_seconds": 3600})
     assert [event for event, _, _ in read_events(response)] == ["level"]
-    assert time.monotonic() - started < 30
+    assert 0.9 <= time.monotonic() - started < 3  # the 1 s limit, one poll late at most, not the hour asked
 
 
 def test_stockwatch_plots_levels(ham):
