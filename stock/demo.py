@@ -24,6 +24,21 @@ RECIPES = {
 def load() -> None:
     from supplychain.core.storage import get_storage
 
+    load_catalogue()
+    today = timezone.localdate()
+    rows = ["sku,quantity,best_before,lot,supplier"]
+    for number, (sku, _name, _unit, threshold) in enumerate(INGREDIENTS):
+        for batch in range(3):
+            rows.append(
+                f"{sku},{threshold * (batch + 2)},{today + timedelta(days=2 + 4 * batch + number % 3)},"
+                f"DEMO-{sku.upper()}-{batch + 1},{'Farm Fresh Ltd' if batch % 2 else 'Valley Growers'}"
+            )
+    # Dropped into the receipts folder: the beat poll ingests it like any partner's file.
+    get_storage().put(f"receipts/demo-{today.isoformat()}.csv", ("\n".join(rows) + "\n").encode(), "text/csv")
+
+
+def load_catalogue() -> dict:
+    """The demo ingredients and recipes (bills of materials), created when missing; returns the ingredients."""
     ingredients = {}
     for sku, name, unit, threshold in INGREDIENTS:
         ingredients[sku], _ = Ingredient.objects.get_or_create(
@@ -35,13 +50,4 @@ def load() -> None:
             RecipeIngredient.objects.get_or_create(
                 recipe=recipe, ingredient=ingredients[sku], defaults={"quantity_per_portion": Decimal(quantity)}
             )
-    today = timezone.localdate()
-    rows = ["sku,quantity,best_before,lot,supplier"]
-    for number, (sku, _name, _unit, threshold) in enumerate(INGREDIENTS):
-        for batch in range(3):
-            rows.append(
-                f"{sku},{threshold * (batch + 2)},{today + timedelta(days=2 + 4 * batch + number % 3)},"
-                f"DEMO-{sku.upper()}-{batch + 1},{'Farm Fresh Ltd' if batch % 2 else 'Valley Growers'}"
-            )
-    # Dropped into the receipts folder: the beat poll ingests it like any partner's file.
-    get_storage().put(f"receipts/demo-{today.isoformat()}.csv", ("\n".join(rows) + "\n").encode(), "text/csv")
+    return ingredients

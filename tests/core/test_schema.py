@@ -11,11 +11,12 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from integrations.api import ORDER_EXAMPLE
 from stock import demo, services
 from stock.models import NATURAL_KEY_PATTERN
 from supplychain.core.bootstrap import bootstrap
 from supplychain.core.identifiers import IDENTIFIER_PATTERN
-from tests.stock.factories import IngredientFactory, csv_opener
+from tests.stock.factories import csv_opener
 
 pytestmark = pytest.mark.django_db
 
@@ -103,11 +104,17 @@ def _examples():
     return cases
 
 
+# Path parameters of examples whose body does not carry them: what the fixture below creates.
+PATH_VALUES = {"order_id": ORDER_EXAMPLE["order_id"]}
+
+
 def _filled(path: str, body) -> str:
-    """The path with each ``{parameter}`` taken from the example's own field of that name (an upsert's key)."""
+    """The path with each ``{parameter}`` from the example's own field of that name (an upsert's key) or PATH_VALUES."""
     for name in re.findall(r"{(\w+)}", path):
         if isinstance(body, dict) and isinstance(body.get(name), str):
             path = path.replace(f"{{{name}}}", body[name])
+        elif name in PATH_VALUES:
+            path = path.replace(f"{{{name}}}", PATH_VALUES[name])
     return path
 
 
@@ -116,13 +123,14 @@ def operator():
     """A client with a token holding every permission (the admin's), and the stock the examples name."""
     bootstrap(demo=False)
     best_before = (timezone.localdate() + timedelta(days=30)).isoformat()
-    for sku, name, unit, threshold in demo.INGREDIENTS:  # the examples are written against the demo data
-        IngredientFactory(sku=sku, name=name, unit=unit, low_stock_threshold=threshold)
-    text = f"sku,quantity,best_before\nham,100,{best_before}\nmushroom,100,{best_before}\n"
+    demo.load_catalogue()  # the examples are written against the demo ingredients and recipes
+    text = "sku,quantity,best_before\n" + "".join(f"{sku},5000,{best_before}\n" for sku, *_ in demo.INGREDIENTS)
     services.ingest_receipt(key="examples.csv", open_stream=csv_opener(text), source="upload")
     token, _ = Token.objects.get_or_create(user=get_user_model().objects.get(username="admin"))
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    placed = client.post("/api/v1/orders/", ORDER_EXAMPLE, format="json")  # the order the cancel example names
+    assert placed.status_code == 202, placed.content
     return client
 
 

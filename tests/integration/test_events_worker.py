@@ -276,9 +276,15 @@ def _answers(url: str) -> bool:
 def test_worker_killed_mid_http_delivery_takes_its_lease_back_at_once_when_restarted(celery_worker, start_worker):
     """The restarted worker redoes the delivery in seconds, not after the 60 s lease; the subscriber gets it twice."""
     name = f"restart-{uuid.uuid4().hex[:6]}@localhost"
-    with Endpoint(slow_first=1, slow_seconds=30) as endpoint:
-        subscription = SubscriptionFactory(
-            name="restart-probe", target="http", handler="", url=endpoint.url, queue="restarttest", timeout_seconds=40
+    with Endpoint(slow_first=1, slow_seconds=25) as endpoint:  # still answering when the worker dies
+        subscription = SubscriptionFactory(  # within the bounds: a timeout of at most 30 s, a whsec_ secret
+            name="restart-probe",
+            target="http",
+            handler="",
+            url=endpoint.url,
+            queue="restarttest",
+            timeout_seconds=30,
+            secret=signing.generate_secret(),
         )
         victim = start_worker("restarttest", label="victim", name=name)
         event = publish_committed({"sku": "ham", "quantity": 1})

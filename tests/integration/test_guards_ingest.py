@@ -41,6 +41,22 @@ def bucket(monkeypatch):
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def only_the_tests_own_workers():
+    """The session's worker, when one runs, consumes every queue: it stops consuming for these tests, so only
+    their own workers (one per queue, started below) can take a task, and it consumes again afterwards."""
+    from django.conf import settings
+
+    from tests.conftest import LIVE_WORKERS
+
+    names = [worker.node_name for worker in LIVE_WORKERS]
+    for queue in settings.CELERY_QUEUES if names else ():
+        app.control.cancel_consumer(queue, destination=names, reply=True, timeout=10)
+    yield
+    for queue in settings.CELERY_QUEUES if names else ():
+        app.control.add_consumer(queue, destination=names, reply=True, timeout=10)
+
+
 def _storage_env(bucket) -> dict:
     return {
         **AWS,
