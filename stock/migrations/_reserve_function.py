@@ -1,10 +1,8 @@
-"""Installs the stock database functions (stock/sql/*.sql) for the migrations that need them.
-
-The functions' text lives in those files only; each install runs every file with CREATE OR REPLACE,
-so a later migration that calls ``install`` again brings an existing database up to the files.
-"""
+"""Installs the stock database functions (stock/sql/*.sql) for the migrations that need them."""
 
 from pathlib import Path
+
+from supplychain.core.db import SqlFunctions
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 FILES = ("stock_events.sql", "stock_reserve.sql", "stock_close.sql")
@@ -15,21 +13,6 @@ SIGNATURES = (
 )
 # Functions the files no longer define: the events' writes moved to the events app's events_publish.
 RETIRED = ("stock_publish_events(jsonb, text, text, jsonb)",)
-
-
-def install(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        for name in FILES:  # no parameters: the bodies' % signs stay as they are
-            schema_editor.execute((SQL_DIR / name).read_text(), params=None)
-
-
-def drop(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        for signature in (*SIGNATURES, *RETIRED):
-            schema_editor.execute(f"DROP FUNCTION IF EXISTS {signature}", params=None)
-
-
-def drop_retired(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        for signature in RETIRED:
-            schema_editor.execute(f"DROP FUNCTION IF EXISTS {signature}", params=None)
+FUNCTIONS = SqlFunctions(SQL_DIR, FILES, (*SIGNATURES, *RETIRED))
+install, drop = FUNCTIONS.install, FUNCTIONS.drop
+drop_retired = SqlFunctions(SQL_DIR, (), RETIRED).drop

@@ -2,6 +2,7 @@
 
 One module per job, re-exported here so callers write ``from stock import services``:
 ``levels`` (the locked levels and the ledger), ``reservations`` (reserve, commit, release, holds),
+``groups`` (many reservations in one transaction),
 ``expiry`` (batches past best-before), ``master_data`` (ingredients, recipes and suppliers upserted by
 natural key), ``receipts`` (CSV files to batches; the parser itself is
 ``stock.receipt_parser``). The domain errors live in ``stock.errors``.
@@ -19,6 +20,7 @@ from stock.errors import (
 )
 from stock.receipt_parser import MAX_REPORTED_ERRORS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, file_sha256
 from stock.services.expiry import expire_batches
+from stock.services.groups import GROUP_LIMIT, ReservationRequest, ReservationResult, reserve_many
 from stock.services.levels import MILLI, ZERO, LevelBook
 from stock.services.master_data import (
     MAX_BULK,
@@ -48,16 +50,12 @@ from stock.services.receipts import (
     queue_notified_receipts,
 )
 from stock.services.reservations import (
-    GROUP_LIMIT,
     RESERVE_EVENT_TYPES,
     Item,
-    ReservationRequest,
-    ReservationResult,
     commit_reservation,
     release_expired_holds,
     release_reservation,
     reservation_document,
-    reserve_many,
     reserve_stock,
 )
 

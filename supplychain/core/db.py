@@ -106,6 +106,27 @@ def copy_insert(model: type[models.Model], instances: Sequence[models.Model], fi
     copy_rows(model, fields, ([getattr(instance, name) for name in attnames] for instance in instances))
 
 
+class SqlFunctions:
+    """Database functions whose text lives in ``.sql`` files only, installed and dropped by migrations.
+
+    ``install`` runs every file with CREATE OR REPLACE, so a later migration that calls it again brings an
+    existing database up to the files; ``drop`` removes ``signatures``. Both do nothing off PostgreSQL.
+    """
+
+    def __init__(self, folder, files: Sequence[str], signatures: Sequence[str]):
+        self.folder, self.files, self.signatures = folder, tuple(files), tuple(signatures)
+
+    def install(self, apps, schema_editor) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            for name in self.files:  # no parameters: the bodies' % signs stay as they are
+                schema_editor.execute((self.folder / name).read_text(), params=None)
+
+    def drop(self, apps, schema_editor) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            for signature in self.signatures:
+                schema_editor.execute(f"DROP FUNCTION IF EXISTS {signature}", params=None)
+
+
 def on_postgresql(sql: str):
     """A ``RunPython`` step that executes ``sql`` on PostgreSQL and does nothing elsewhere (SQLite)."""
 

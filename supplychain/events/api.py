@@ -181,22 +181,7 @@ class SubscriptionSerializer(serializers.ModelSerializer):
         model = Subscription
         fields = [
             "id",
-            "name",
-            "description",
-            "active",
-            "event_types",
-            "filter_policy",
-            "target",
-            "handler",
-            "url",
-            "max_batch_size",
-            "timeout_seconds",
-            "queue",
-            "max_attempts",
-            "initial_interval",
-            "backoff_rate",
-            "max_interval",
-            "jitter",
+            *(name for name in services.SUBSCRIPTION_FIELDS if name != "secret"),  # what a caller may set
             "alarm_state",
             "previous_secret_expires_at",
             "dead_count",

@@ -79,7 +79,7 @@ def test_a_leased_delivery_is_hidden_from_a_second_worker_until_the_lease_ends()
     subscription = SubscriptionFactory(handler="probe-a")
     event = services.publish(THING, {"sku": "ham", "quantity": 1})
     services.relay_pending()
-    first_worker = services._claim(subscription, 10)  # then dies before recording the attempt
+    first_worker = services.deliveries._claim(subscription, 10)  # then dies before recording the attempt
     assert [d.event_id for d in first_worker] == [event.id]
     leased = Delivery.objects.get()
     assert leased.status == "in_flight"
@@ -106,7 +106,7 @@ def test_a_retry_longer_than_the_countdown_limit_waits_in_the_database_and_the_s
         kicks.append(([s.name for s in subscriptions], countdown))
         return real_kick(subscriptions, countdown=countdown)
 
-    monkeypatch.setattr(services, "kick_deliveries", recording_kick)
+    monkeypatch.setattr(services.deliveries, "kick_deliveries", recording_kick)
     Switch.objects.create(name="broken", on=True)
     slow = SubscriptionFactory(name="slow", handler="probe-flaky", initial_interval=301, max_attempts=3)
     quick = SubscriptionFactory(name="quick", handler="probe-flaky", initial_interval=30, max_attempts=3)
@@ -236,7 +236,7 @@ def test_finished_deliveries_are_never_claimed_again():
     services.relay_pending()
     assert services.process_deliveries(subscription_id=subscription.id).succeeded == 1
     due_now()  # a finished delivery's visibility time has passed too
-    assert services._claim(subscription, 10) == []
+    assert services.deliveries._claim(subscription, 10) == []
     assert services.process_deliveries(subscription_id=subscription.id).claimed == 0
     assert Effect.objects.count() == 1
     assert Delivery.objects.get().status == "succeeded"

@@ -18,7 +18,7 @@ def publish_and_relay() -> None:
 
 
 def claim(subscription, worker: str) -> Delivery:
-    (delivery,) = services._claim(subscription, 10, worker)
+    (delivery,) = services.deliveries._claim(subscription, 10, worker)
     return delivery
 
 

@@ -12,7 +12,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from supplychain.core.bootstrap import bootstrap
-from supplychain.events import services, signing
+from supplychain.events import services, signing, transport
 from supplychain.events.errors import SubscriptionInvalid
 from supplychain.events.models import AuditEntry, Delivery, Subscription
 from tests.events.factories import SubscriptionFactory
@@ -201,9 +201,9 @@ def test_a_retry_delay_that_overflows_is_dead_lettered_with_its_reason():
     services.relay_pending()
     delivery = Delivery.objects.get(event=event)
     delivery.attempts = 1
-    failed = services.Outcome(False, 1.0, "boom")
+    failed = transport.Outcome(False, 1.0, "boom")
     subscription.initial_interval = subscription.max_interval = 1e308  # in memory only
-    services._record(subscription, [delivery], [failed], services.DeliveryReport())
+    services.deliveries._record(subscription, [delivery], [failed], services.DeliveryReport())
     delivery.refresh_from_db()
     assert delivery.status == "dead"
     assert "no retry delay can be computed" in delivery.last_error

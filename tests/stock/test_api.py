@@ -10,7 +10,6 @@ from rest_framework.test import APIClient
 
 from stock import services
 from stock.models import Batch
-from supplychain.core.bootstrap import bootstrap
 from supplychain.core.identifiers import IDENTIFIER_PATTERN
 from tests.stock.factories import IngredientFactory, csv_opener
 
@@ -19,14 +18,6 @@ pytestmark = pytest.mark.django_db
 
 def day(offset):
     return (timezone.localdate() + timedelta(days=offset)).isoformat()
-
-
-@pytest.fixture
-def platform():
-    token = bootstrap(demo=False).api_token
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-    return client
 
 
 @pytest.fixture

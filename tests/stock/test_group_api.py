@@ -21,14 +21,6 @@ def day(offset):
 
 
 @pytest.fixture
-def platform():
-    token = bootstrap(demo=False).api_token
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-    return client
-
-
-@pytest.fixture
 def stocked():
     IngredientFactory(sku="ham")
     text = f"sku,quantity,best_before,lot,supplier\nham,10,{day(3)},H1,Farm A\nham,10,{day(9)},H2,Farm A\n"

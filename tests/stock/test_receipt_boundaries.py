@@ -9,11 +9,9 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from stock import selectors
 from stock.models import Batch, Receipt, StockLevel, Supplier
-from supplychain.core.bootstrap import bootstrap
 from tests.stock.factories import IngredientFactory
 
 pytestmark = pytest.mark.django_db
@@ -22,14 +20,6 @@ D = Decimal
 
 def day(offset: int) -> str:
     return (timezone.localdate() + timedelta(days=offset)).isoformat()
-
-
-@pytest.fixture
-def platform():
-    token = bootstrap(demo=False).api_token
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-    return client
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from stock import selectors, services
 from stock.models import Allocation, Batch, Movement, Reservation, StockLevel
-from stock.services import Item, ReservationRequest, reservations
+from stock.services import Item, ReservationRequest, groups, reservations
 from supplychain.events import registry
 from supplychain.events.models import AuditEntry, OutboxEvent
 from tests.stock.factories import IngredientFactory, csv_opener
@@ -294,7 +294,7 @@ def group_answers(requests: list[ReservationRequest]) -> list:
 def run_group(monkeypatch, writes: str) -> dict:
     with monkeypatch.context() as patch:
         if writes == "portable":
-            patch.setattr(reservations, "_set_based", lambda: False)
+            patch.setattr(groups, "_set_based", lambda: False)
         try:
             with transaction.atomic():
                 stock_up()
