@@ -335,3 +335,24 @@ def test_a_change_to_a_subscription_deleted_meanwhile_is_a_404_not_a_500():
     Subscription.objects.filter(pk=subscription.pk).delete()  # the other request's DELETE committed first
     with pytest.raises(NotFound):
         services.update_subscription(subscription=subscription, active=False)
+
+
+def test_creating_a_name_that_was_taken_meanwhile_is_a_validation_error_not_a_database_error(monkeypatch):
+    # Two creations of one name at once both pass the uniqueness check (the other's row is not committed
+    # yet); the second save meets the unique index and must answer like the check, leaving the first.
+    first = services.create_subscription(name="twice", event_types=["probe.*"], target="handler", handler="probe-a")
+    monkeypatch.setattr(Subscription, "validate_unique", lambda self, exclude=None: None)
+    with pytest.raises(SubscriptionInvalid) as refused:
+        services.create_subscription(name="twice", event_types=["stock.*"], target="handler", handler="probe-b")
+    assert refused.value.errors == {"name": ["A subscription with this name already exists."]}
+    assert list(Subscription.objects.filter(name="twice").values_list("pk", "handler")) == [(first.pk, "probe-a")]
+
+
+def test_renaming_to_a_name_taken_meanwhile_is_a_validation_error_and_changes_nothing(monkeypatch):
+    services.create_subscription(name="taken", event_types=["probe.*"], target="handler", handler="probe-a")
+    other = services.create_subscription(name="other", event_types=["probe.*"], target="handler", handler="probe-b")
+    monkeypatch.setattr(Subscription, "validate_unique", lambda self, exclude=None: None)
+    with pytest.raises(SubscriptionInvalid) as refused:
+        services.update_subscription(subscription=other, name="taken")
+    assert set(refused.value.errors) == {"name"}
+    assert sorted(Subscription.objects.values_list("name", flat=True)) == ["other", "taken"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from supplychain.events import registry, signing
@@ -119,7 +119,7 @@ def create_subscription(
         jitter=jitter,
     )
     check_subscription(subscription, new_secret=True)
-    subscription.save()
+    _save_unique_name(subscription)
     return subscription
 
 
@@ -158,8 +158,23 @@ def update_subscription(
     if rotated and old_secret:
         locked.previous_secret = old_secret
         locked.previous_secret_expires_at = timezone.now() + timedelta(seconds=secret_grace_seconds)
-    locked.save()
+    _save_unique_name(locked)
     return locked
+
+
+def _save_unique_name(subscription: Subscription) -> None:
+    """Save; a name taken meanwhile (two requests at once both passed the API's uniqueness check, the
+    unique index let one in) is the same validation error as the check's, not a database error."""
+    try:
+        with transaction.atomic():
+            subscription.save()
+    except IntegrityError:
+        if not Subscription.objects.filter(name=subscription.name).exclude(pk=subscription.pk).exists():
+            raise
+        raise SubscriptionInvalid(
+            f"A subscription named {subscription.name!r} already exists.",
+            errors={"name": ["A subscription with this name already exists."]},
+        ) from None
 
 
 def _locked_subscription(subscription: Subscription) -> Subscription:
