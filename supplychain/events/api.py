@@ -293,6 +293,7 @@ class SubscriptionViewSet(viewsets.ModelViewSet):
         data = SubscriptionInput(data=request.data)
         data.is_valid(raise_exception=True)
         subscription = services.create_subscription(**data.validated_data)
+        subscription.dead_count = subscription.pending_count = 0  # new: no deliveries yet (the schema requires both)
         return Response(SubscriptionCreatedSerializer(subscription).data, status=status.HTTP_201_CREATED)
 
     def update(self, request, *args, partial=False, **kwargs):

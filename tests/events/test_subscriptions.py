@@ -101,6 +101,7 @@ def test_an_http_subscription_without_a_secret_gets_a_whsec_one_shown_only_at_cr
     response = admin_api.post("/api/v1/subscriptions/", GOOD, format="json")
     assert response.status_code == 201, response.content
     secret = response.json()["secret"]
+    assert (response.json()["dead_count"], response.json()["pending_count"]) == (0, 0)  # the schema requires both
     assert secret.startswith("whsec_")
     assert signing.secret_problem(secret) is None
     assert Subscription.objects.get(name="courier").secret == secret
