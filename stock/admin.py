@@ -32,8 +32,35 @@ DASHBOARD_EXPIRING_DAYS = 3
 DASHBOARD_ROWS = 20
 
 
+class MasterDataAdmin(admin.ModelAdmin):
+    """Master data edited by operations staff goes through the same upsert service as the API, so every
+    change publishes its ``stock.*_changed`` event like any other. The natural key is fixed once created
+    (it is how platforms and the ERP name the entity); a domain error (say, the unit of an ingredient with
+    stock) is shown on the page and changes nothing."""
+
+    key_field = ""
+
+    def get_readonly_fields(self, request, obj=None):
+        fixed = [self.key_field] if obj is not None else []
+        return [*super().get_readonly_fields(request, obj), *fixed]
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:  # the admin's own transaction rolls back with the error
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except DomainError as error:
+            self.message_user(request, f"Not saved: {error}", level=messages.ERROR)
+            return redirect(request.get_full_path())
+
+    def save_model(self, request, obj, form, change):
+        obj.pk = self.upsert(obj).pk
+
+    def upsert(self, obj):
+        raise NotImplementedError
+
+
 @admin.register(Ingredient)
-class IngredientAdmin(admin.ModelAdmin):
+class IngredientAdmin(MasterDataAdmin):
+    key_field = "sku"
     list_display = ["sku", "name", "unit", "on_hand", "reserved", "available", "low_stock_threshold"]
     list_filter = ["unit"]
     search_fields = ["sku", "name"]
@@ -56,6 +83,12 @@ class IngredientAdmin(admin.ModelAdmin):
                 '<strong style="color:#ba2121" title="below the low-stock threshold">{} low</strong>', obj.available
             )
         return obj.available
+
+    def upsert(self, obj):
+        ingredient, _ = services.upsert_ingredient(
+            sku=obj.sku, name=obj.name, unit=obj.unit, low_stock_threshold=obj.low_stock_threshold
+        )
+        return ingredient
 
 
 class ExpiringWithinFilter(admin.SimpleListFilter):
@@ -285,15 +318,42 @@ class RecipeIngredientInline(admin.TabularInline):
 
 
 @admin.register(Recipe)
-class RecipeAdmin(admin.ModelAdmin):
+class RecipeAdmin(MasterDataAdmin):
+    key_field = "code"
     list_display = ["code", "name"]
     search_fields = ["code", "name"]
     inlines = [RecipeIngredientInline]
 
+    def save_model(self, request, obj, form, change):
+        """The recipe and its lines are one upsert, in ``save_related`` once the lines are known."""
+
+    def save_related(self, request, form, formsets, change):
+        lines = {}
+        for formset in formsets:
+            # the admin's change message reads what a formset's save did; the upsert below does it instead
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+            for line in formset.forms:
+                data = getattr(line, "cleaned_data", None) or {}
+                if data.get("ingredient") and not data.get("DELETE"):
+                    lines[data["ingredient"].sku] = data["quantity_per_portion"]
+        recipe = form.instance
+        saved, _ = services.upsert_recipe(
+            code=recipe.code,
+            name=recipe.name,
+            lines=[services.RecipeLine(sku, quantity) for sku, quantity in sorted(lines.items())],
+        )
+        recipe.pk = saved.pk
+
 
 @admin.register(Supplier)
-class SupplierAdmin(admin.ModelAdmin):
-    search_fields = ["name"]
+class SupplierAdmin(MasterDataAdmin):
+    key_field = "code"
+    list_display = ["code", "name"]
+    search_fields = ["code", "name"]
+
+    def upsert(self, obj):
+        supplier, _ = services.upsert_supplier(code=obj.code, name=obj.name)
+        return supplier
 
 
 def _dashboard_stock(request) -> dict:

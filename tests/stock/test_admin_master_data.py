@@ -1,0 +1,98 @@
+"""Master data edited in the admin goes through the upsert services: every change publishes its event."""
+
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from stock import services
+from stock.models import Ingredient, Recipe, Supplier
+from supplychain.events.models import OutboxEvent
+from tests.stock.factories import IngredientFactory, csv_opener
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff():
+    user = get_user_model().objects.create_superuser("boss", "b@example.com", "pw-for-tests-only")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def events(event_type: str) -> list[dict]:
+    return [e.payload for e in OutboxEvent.objects.filter(type=event_type).order_by("pk")]
+
+
+def test_an_ingredient_added_and_renamed_in_the_admin_publishes_created_then_updated(staff):
+    added = staff.post(
+        "/admin/stock/ingredient/add/", {"sku": "basil", "name": "Basil", "unit": "g", "low_stock_threshold": "50"}
+    )
+    assert added.status_code == 302, added.content
+    basil = Ingredient.objects.get(sku="basil")
+    changed = staff.post(
+        f"/admin/stock/ingredient/{basil.pk}/change/",
+        {"sku": "mint", "name": "Sweet basil", "unit": "g", "low_stock_threshold": "50"},
+    )
+    assert changed.status_code == 302, changed.content
+    assert list(Ingredient.objects.values_list("sku", "name")) == [("basil", "Sweet basil")]  # the sku is fixed
+    assert [(e["sku"], e["name"], e["change"]) for e in events("stock.ingredient_changed")] == [
+        ("basil", "Basil", "created"),
+        ("basil", "Sweet basil", "updated"),
+    ]
+
+
+def test_the_unit_of_an_ingredient_with_stock_cannot_change_in_the_admin_either(staff):
+    ham = IngredientFactory(sku="ham", unit="g")
+    services.ingest_receipt(
+        key="k.csv",
+        open_stream=csv_opener("sku,quantity,best_before,lot,supplier\nham,5,2099-01-01,L1,Farm\n"),
+        source="upload",
+    )
+    before = OutboxEvent.objects.filter(type="stock.ingredient_changed").count()
+    response = staff.post(
+        f"/admin/stock/ingredient/{ham.pk}/change/",
+        {"name": "Ham", "unit": "kg", "low_stock_threshold": "0"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Not saved" in response.content.decode() and "cannot change" in response.content.decode()
+    assert Ingredient.objects.get(pk=ham.pk).unit == "g"
+    assert OutboxEvent.objects.filter(type="stock.ingredient_changed").count() == before
+
+
+def test_a_recipe_and_its_lines_saved_in_the_admin_publish_one_recipe_changed_with_the_lines(staff):
+    IngredientFactory(sku="rice")
+    IngredientFactory(sku="egg")
+    rice, egg = Ingredient.objects.get(sku="rice"), Ingredient.objects.get(sku="egg")
+    form = {
+        "code": "fried-rice",
+        "name": "Fried rice",
+        "lines-TOTAL_FORMS": "2",
+        "lines-INITIAL_FORMS": "0",
+        "lines-0-ingredient": str(rice.pk),
+        "lines-0-quantity_per_portion": "120",
+        "lines-1-ingredient": str(egg.pk),
+        "lines-1-quantity_per_portion": "2",
+    }
+    response = staff.post("/admin/stock/recipe/add/", form)
+    assert response.status_code == 302, response.content
+    recipe = Recipe.objects.get(code="fried-rice")
+    assert sorted((line.ingredient.sku, line.quantity_per_portion) for line in recipe.lines.all()) == [
+        ("egg", Decimal("2.000")),
+        ("rice", Decimal("120.000")),
+    ]
+    assert [(e["code"], e["change"], [line["sku"] for line in e["lines"]]) for e in events("stock.recipe_changed")] == [
+        ("fried-rice", "created", ["egg", "rice"])
+    ]
+
+
+def test_a_supplier_renamed_in_the_admin_publishes_supplier_changed(staff):
+    services.upsert_supplier(code="farm", name="Farm")
+    supplier = Supplier.objects.get(code="farm")
+    response = staff.post(f"/admin/stock/supplier/{supplier.pk}/change/", {"code": "other", "name": "Green Farm"})
+    assert response.status_code == 302, response.content
+    assert list(Supplier.objects.values_list("code", "name")) == [("farm", "Green Farm")]
+    assert [(e["code"], e["name"]) for e in events("stock.supplier_changed")][-1] == ("farm", "Green Farm")
