@@ -5,7 +5,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from stock.models import Ingredient, Recipe, RecipeIngredient
+from stock.models import Ingredient, Recipe
 
 INGREDIENTS = [
     ("ham", "Sliced ham", "g", 500),
@@ -38,16 +38,25 @@ def load() -> None:
 
 
 def load_catalogue() -> dict:
-    """The demo ingredients and recipes (bills of materials), created when missing; returns the ingredients."""
-    ingredients = {}
-    for sku, name, unit, threshold in INGREDIENTS:
-        ingredients[sku], _ = Ingredient.objects.get_or_create(
-            sku=sku, defaults={"name": name, "unit": unit, "low_stock_threshold": Decimal(threshold)}
-        )
-    for code, (name, lines) in RECIPES.items():
-        recipe, _ = Recipe.objects.get_or_create(code=code, defaults={"name": name})
-        for sku, quantity in lines.items():
-            RecipeIngredient.objects.get_or_create(
-                recipe=recipe, ingredient=ingredients[sku], defaults={"quantity_per_portion": Decimal(quantity)}
-            )
-    return ingredients
+    """The demo ingredients and recipes (bills of materials), created when missing through the master-data
+    services (so each publishes its ``stock.*_changed`` event); what exists, edited or not, is left as it
+    is. Returns the ingredients by sku."""
+    from stock.services import IngredientData, RecipeData, RecipeLine, upsert_ingredients, upsert_recipes
+
+    have = set(Ingredient.objects.filter(sku__in=[row[0] for row in INGREDIENTS]).values_list("sku", flat=True))
+    upsert_ingredients(
+        items=[
+            IngredientData(sku, name, unit, Decimal(threshold))
+            for sku, name, unit, threshold in INGREDIENTS
+            if sku not in have
+        ]
+    )
+    have = set(Recipe.objects.filter(code__in=list(RECIPES)).values_list("code", flat=True))
+    upsert_recipes(
+        items=[
+            RecipeData(code, name, tuple(RecipeLine(sku, Decimal(q)) for sku, q in lines.items()))
+            for code, (name, lines) in RECIPES.items()
+            if code not in have
+        ]
+    )
+    return {i.sku: i for i in Ingredient.objects.filter(sku__in=[row[0] for row in INGREDIENTS])}

@@ -83,17 +83,17 @@ class Command(BaseCommand):
         real = list(real)
         if not real:
             raise CommandError("No ingredients: load the demo data (manage.py bootstrap) or name some skus.")
-        own = []
-        for ingredient in real:
-            mirrored, _ = Ingredient.objects.get_or_create(
-                sku=f"{PREFIX}{ingredient.sku}"[: Ingredient._meta.get_field("sku").max_length],
-                defaults={
-                    "name": f"{ingredient.name} (simulated)",
-                    "unit": ingredient.unit,
-                    "low_stock_threshold": ingredient.low_stock_threshold,
-                },
-            )
-            own.append(mirrored)
+        length = Ingredient._meta.get_field("sku").max_length
+        wanted = {f"{PREFIX}{ingredient.sku}"[:length]: ingredient for ingredient in real}
+        have = set(Ingredient.objects.filter(sku__in=list(wanted)).values_list("sku", flat=True))
+        services.upsert_ingredients(  # through the service, so each new one publishes stock.ingredient_changed
+            items=[
+                services.IngredientData(sku, f"{i.name} (simulated)", i.unit, i.low_stock_threshold)
+                for sku, i in wanted.items()
+                if sku not in have
+            ]
+        )
+        own = list(Ingredient.objects.filter(sku__in=list(wanted)).order_by("sku"))
         return own
 
     def _order(self, rng, ingredients, number):
