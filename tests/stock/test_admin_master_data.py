@@ -96,3 +96,16 @@ def test_a_supplier_renamed_in_the_admin_publishes_supplier_changed(staff):
     assert response.status_code == 302, response.content
     assert list(Supplier.objects.values_list("code", "name")) == [("farm", "Green Farm")]
     assert [(e["code"], e["name"]) for e in events("stock.supplier_changed")][-1] == ("farm", "Green Farm")
+
+
+def test_the_demo_catalogue_publishes_each_new_entity_once_and_leaves_edited_ones_alone():
+    from stock.demo import INGREDIENTS, RECIPES, load_catalogue
+
+    load_catalogue()
+    assert len(events("stock.ingredient_changed")) == len(INGREDIENTS)
+    assert len(events("stock.recipe_changed")) == len(RECIPES)
+    first = INGREDIENTS[0][0]
+    services.upsert_ingredient(sku=first, name="Renamed by staff", unit=INGREDIENTS[0][2])
+    load_catalogue()
+    assert Ingredient.objects.get(sku=first).name == "Renamed by staff"
+    assert len(events("stock.ingredient_changed")) == len(INGREDIENTS) + 1  # the rename only
