@@ -420,4 +420,6 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")  # bearer token for Prometh
 
 # --- Flower -----------------------------------------------------------------------------------------
 FLOWER_PORT = env.int("FLOWER_PORT", default=5555)
+# make run (manage.py runstack) also starts a demo platform sending orders over HTTP at this rate (0: none).
+DEMO_ORDERS_PER_MINUTE = env.float("DEMO_ORDERS_PER_MINUTE", default=6.0)
 FLOWER_URL = env.str("FLOWER_URL", default=f"http://127.0.0.1:{FLOWER_PORT}/")

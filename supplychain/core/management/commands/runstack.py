@@ -1,4 +1,5 @@
-"""``manage.py runstack``: web, one worker per queue, beat and Flower together (what ``make run`` starts).
+"""``manage.py runstack``: web, one worker per queue, beat, Flower, the partner simulator and a demo order
+source together (what ``make run`` starts).
 
 On the embedded default it first starts the bundled Redis as a child process. Output of every process
 is prefixed with its name; a process that exits is restarted (five exits within a minute stop the
@@ -19,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from django.conf import settings
+from django.core.management import get_commands
 from django.core.management.base import BaseCommand, CommandError
 
 from supplychain import embedded
@@ -96,6 +98,13 @@ class Command(BaseCommand):
                 [*celery, "flower", f"--address={host}", f"--port={flower_port}", f"--basic-auth={flower_auth}"],
             )
         )
+        # The demo's partners and platform, when their apps provide them (core imports no app: by command name).
+        manage, commands = [sys.executable, "manage.py"], get_commands()
+        if "partner_simulator" in commands:
+            specs.append(("partners", [*manage, "partner_simulator"]))
+        if settings.DEMO_ORDERS_PER_MINUTE > 0 and "demo_orders" in commands:
+            url, rate = f"http://{host}:{port}", str(settings.DEMO_ORDERS_PER_MINUTE)
+            specs.append(("orders", [*manage, "demo_orders", "--url", url, "--rate", rate]))
         width = max(len(name) for name, _ in specs)
         processes = [Process(name, argv, COLOURS[i % len(COLOURS)], env) for i, (name, argv) in enumerate(specs)]
 
