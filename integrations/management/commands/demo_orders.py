@@ -27,7 +27,7 @@ NAMES = ["Ada Lovelace", "Alan Turing", "Grace Hopper", "Tim Berners-Lee", "Kare
 
 
 def demo_order(rng: random.Random, recipes: list[str], today) -> dict:
-    """One order as the platform sends it: recipes × portions, delivered to one of the demo addresses."""
+    """One order as the platform sends it: recipes by portions, delivered to one of the demo addresses."""
     city, postcode = rng.choice(CITIES)
     number = rng.randrange(1, 200)
     return {
@@ -71,7 +71,7 @@ class Command(BaseCommand):
             raise CommandError("No recipes: load the demo data (manage.py bootstrap) first.")
         self.stopping = False
         signal.signal(signal.SIGTERM, self._stop)
-        rng = random.Random(seed)
+        rng = random.Random(seed)  # noqa: S311 (demo data, not secrets)
         session = requests.Session()
         session.headers["Authorization"] = f"Token {token}"
         endpoint = f"{url.rstrip('/')}/api/v1/orders/"
