@@ -22,7 +22,9 @@ def test_demo_orders_are_sent_over_http_and_accepted_as_the_platform_sends_them(
     assert len([line for line in lines if "→ 202 accepted" in line]) == 3, lines
     assert lines[-1] == "demo orders: 3 sent"
     orders = list(Order.objects.order_by("order_id"))
-    assert len(orders) == 3 and {o.status for o in orders} == {Order.Status.RECEIVED}
+    # committed on the answer; a worker of the session may have processed them since (reserved or short)
+    assert len(orders) == 3
+    assert {o.status for o in orders} <= {Order.Status.RECEIVED, Order.Status.RESERVED, Order.Status.SHORT}
     assert all(line["recipe"] in RECIPES and 1 <= line["portions"] <= 4 for o in orders for line in o.lines)
     assert all(o.order_id in out.getvalue() for o in orders)
 
