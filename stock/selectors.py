@@ -1,4 +1,7 @@
-"""Reads of stock: master data, levels, batches expiring soon, traceability, and the invariant audit."""
+"""Reads of stock: master data, levels, batches expiring soon, traceability, the live stream.
+
+The invariant audit lives in ``stock.invariants`` (re-exported here as ``invariant_violations``).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,12 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import BooleanField, DecimalField, ExpressionWrapper, F, Prefetch, Q, Sum, Value
+from django.db.models import BooleanField, DecimalField, ExpressionWrapper, F, Prefetch, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from stock.models import Allocation, Batch, Ingredient, Movement, Recipe, RecipeIngredient, StockLevel, Supplier
+from stock.invariants import invariant_violations  # noqa: F401 (re-exported: callers read it from here)
+from stock.models import Allocation, Batch, Ingredient, Recipe, RecipeIngredient, Supplier
 
 ZERO = Decimal(0)
 
@@ -65,59 +69,6 @@ def batches_expiring_within(days: int, queryset=None):
 def batch_trace(batch: Batch):
     """Every reservation this batch went into, with quantity and state."""
     return Allocation.objects.filter(batch=batch).select_related("reservation").order_by("reservation__created_at")
-
-
-def invariant_violations() -> list[str]:
-    """What breaks "ledger sum = on hand = remaining on active batches; reserved = open allocations <= on hand"."""
-    problems = []
-    ledger = {
-        row["ingredient_id"]: (row["on_hand"] or ZERO, row["reserved"] or ZERO)
-        for row in Movement.objects.values("ingredient_id").annotate(
-            on_hand=Sum("on_hand_delta"), reserved=Sum("reserved_delta")
-        )
-    }
-    remaining = dict(
-        Batch.objects.filter(status=Batch.Status.ACTIVE)
-        .values("ingredient_id")
-        .annotate(total=Sum("quantity_remaining"))
-        .values_list("ingredient_id", "total")
-    )
-    allocated = dict(
-        Allocation.objects.filter(open=True)
-        .values("ingredient_id")
-        .annotate(total=Sum("quantity"))
-        .values_list("ingredient_id", "total")
-    )
-    batch_reserved = dict(
-        Batch.objects.values("ingredient_id")
-        .annotate(total=Sum("quantity_reserved"))
-        .values_list("ingredient_id", "total")
-    )
-    for level in StockLevel.objects.select_related("ingredient"):
-        sku = level.ingredient.sku
-        ledger_on_hand, ledger_reserved = ledger.get(level.ingredient_id, (ZERO, ZERO))
-        checks = {
-            "ledger on hand": ledger_on_hand,
-            "remaining on active batches": remaining.get(level.ingredient_id) or ZERO,
-        }
-        for name, value in checks.items():
-            if value != level.on_hand:
-                problems.append(f"{sku}: on hand {level.on_hand} != {name} {value}")
-        for name, value in {
-            "ledger reserved": ledger_reserved,
-            "open allocations": allocated.get(level.ingredient_id) or ZERO,
-            "reserved on batches": batch_reserved.get(level.ingredient_id) or ZERO,
-        }.items():
-            if value != level.reserved:
-                problems.append(f"{sku}: reserved {level.reserved} != {name} {value}")
-        if level.reserved > level.on_hand or level.available < 0:
-            problems.append(f"{sku}: reserved {level.reserved} exceeds on hand {level.on_hand}")
-    bad_batches = Batch.objects.filter(Q(quantity_remaining__lt=0) | Q(quantity_reserved__gt=0, status="expired"))
-    problems.extend(
-        f"batch {b.pk}: remaining {b.quantity_remaining}, reserved {b.quantity_reserved}, {b.status}"
-        for b in bad_batches
-    )
-    return problems
 
 
 # The live stream reads level changes in commit order. Outbox ids are taken at write time, so on
