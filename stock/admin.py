@@ -23,6 +23,7 @@ from stock.models import (
     RecipeIngredient,
     Reservation,
     Supplier,
+    SupplierIngredient,
 )
 from supplychain.core.admin import ReadOnlyAdmin, json_table
 from supplychain.core.errors import DomainError
@@ -348,12 +349,27 @@ class RecipeAdmin(MasterDataAdmin):
 @admin.register(Supplier)
 class SupplierAdmin(MasterDataAdmin):
     key_field = "code"
-    list_display = ["code", "name"]
+    list_display = ["code", "name", "lead_time_days"]
+    list_editable = ["lead_time_days"]  # purchasing terms, edited in the list; the form keeps the master data
+    fields = ["code", "name"]
     search_fields = ["code", "name"]
 
     def upsert(self, obj):
         supplier, _ = services.upsert_supplier(code=obj.code, name=obj.name)
+        if supplier.lead_time_days != obj.lead_time_days:  # purchasing terms, not master data: no event
+            supplier.lead_time_days = obj.lead_time_days
+            supplier.save(update_fields=["lead_time_days"])
         return supplier
+
+
+@admin.register(SupplierIngredient)
+class SupplierIngredientAdmin(admin.ModelAdmin):
+    """Purchasing terms (pack size, minimum order, lead time) that make forecast suggestions orderable."""
+
+    list_display = ["ingredient", "supplier", "pack_size", "minimum_order_quantity", "lead_time_days", "preferred"]
+    list_filter = ["supplier", "preferred"]
+    search_fields = ["ingredient__sku", "supplier__code", "supplier__name"]
+    autocomplete_fields = ["ingredient", "supplier"]
 
 
 def _dashboard_stock(request) -> dict:

@@ -64,6 +64,10 @@ class Supplier(models.Model):
 
     code = models.SlugField(max_length=NATURAL_KEY_MAX_LENGTH, unique=True, validators=[natural_key_validator])
     name = models.CharField(max_length=200, unique=True)
+    lead_time_days = models.PositiveSmallIntegerField(
+        default=2,
+        help_text="Days from placing a purchase order to delivery, unless an ingredient's terms say otherwise.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -73,6 +77,38 @@ class Supplier(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class SupplierIngredient(models.Model):
+    """What a supplier sells of an ingredient and on which terms, so a purchase suggestion is orderable.
+
+    Quantities are in the ingredient's unit: an order is a whole number of ``pack_size`` packs and at least
+    ``minimum_order_quantity``; ``lead_time_days`` overrides the supplier's when set.
+    """
+
+    supplier = models.ForeignKey(Supplier, on_delete=models.CASCADE, related_name="terms")
+    ingredient = models.ForeignKey(Ingredient, on_delete=models.CASCADE, related_name="supplier_terms")
+    pack_size = models.DecimalField(**QUANTITY, default=Decimal(1))
+    minimum_order_quantity = models.DecimalField(**QUANTITY, default=Decimal(0))
+    lead_time_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    preferred = models.BooleanField(default=False, help_text="Chosen first when several suppliers sell it.")
+
+    class Meta:
+        ordering = ["ingredient", "supplier"]
+        verbose_name = "supplier terms"
+        verbose_name_plural = "supplier terms"
+        constraints = [
+            models.UniqueConstraint(fields=["supplier", "ingredient"], name="supplier_ingredient_once"),
+            models.CheckConstraint(condition=Q(pack_size__gt=0), name="supplier_pack_size_positive"),
+            models.CheckConstraint(condition=Q(minimum_order_quantity__gte=0), name="supplier_moq_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.supplier_id}: {self.ingredient_id}"
+
+    @property
+    def effective_lead_time_days(self) -> int:
+        return self.lead_time_days if self.lead_time_days is not None else self.supplier.lead_time_days
 
 
 class Recipe(models.Model):
