@@ -205,9 +205,9 @@ def stock_reserve_rate(database_url: str, prefix: str, count: int, clients: int,
 
     Three consecutive skus from a random start (each sku once per call, as the function requires).
     """
-    from stock.services.reservations import _event_versions
+    from stock.services.reservations import event_versions
 
-    versions = _event_versions().replace("'", "''")
+    versions = event_versions().replace("'", "''")
     sku = "'" + prefix + "-' || lpad(({}) ::text, 4, '0')"
     text = (
         f"\\set r random(0, {count - 1})\n"

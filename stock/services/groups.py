@@ -6,7 +6,7 @@ requests one by one would, but publishes one level change per ingredient per cal
 
 from __future__ import annotations
 
-import functools
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -27,9 +27,11 @@ from stock.services.levels import MILLI, ZERO, LevelBook
 from stock.services.reservations import (
     AllocationLine,
     Item,
+    call_stock_function,
     canonical_request,
     check_each_sku_once,
     earliest_best_before,
+    event_versions,
     rejected_response,
     replay_or_refuse,
     request_digest,
@@ -37,7 +39,7 @@ from stock.services.reservations import (
 )
 from supplychain.core.db import copy_rows
 from supplychain.core.errors import DomainError
-from supplychain.events.services import NewEvent, publish_many
+from supplychain.events.services import NewEvent, announce_published, current_correlation_id, publish_many
 
 GROUP_LIMIT = 1000
 _GROUP_ATTEMPTS = 3
@@ -104,39 +106,45 @@ def reserve_many(*, requests: list[ReservationRequest]) -> list[ReservationResul
     ``stock.level_changed`` (and at most one ``stock.low``) per ingredient, with the level after the call.
     Returns one ``ReservationResult`` per request, in order.
 
-    Runs in the caller's transaction when there is one. A concurrent call that commits one of these
-    transaction ids first makes the insert fail; the group is then planned again (inside a savepoint),
-    and that request is answered as a repeat.
+    On PostgreSQL the whole group is one call of the ``stock_reserve_many`` database function
+    (stock/sql/stock_reserve_many.sql: planned before the locks, re-checked under them, written
+    set-based); elsewhere (SQLite) the same rules run here in Python. Runs in the caller's transaction
+    when there is one. A concurrent call that commits one of these transaction ids first makes the
+    insert fail; the group is then planned again (inside a savepoint), and that request is answered as a repeat.
     """
     if len(requests) > GROUP_LIMIT:
         reason = f"At most {GROUP_LIMIT} reservations per call, got {len(requests)}."
         raise InvalidItems(f"reservations: {reason}", errors={"reservations": [reason]})
+    results, planned = _screen(requests)
+    if not planned:
+        return results
     for attempt in range(1, _GROUP_ATTEMPTS + 1):
         try:
-            with transaction.atomic():
-                return _reserve_group(requests)
+            if _set_based():
+                _reserve_in_database(planned, results)
+            else:
+                with transaction.atomic():
+                    _reserve_in_python(planned, results)
+            return results
         except IntegrityError:
             if attempt == _GROUP_ATTEMPTS:
                 raise
     raise AssertionError("unreachable")
 
 
-def _reserve_group(requests: list[ReservationRequest]) -> list[ReservationResult]:
+def _screen(requests: list[ReservationRequest]) -> tuple[list[ReservationResult | None], list[_Planned]]:
+    """Refuse what needs no database (an id named twice, a repeated sku); the rest, canonical and digested."""
     results: list[ReservationResult | None] = [None] * len(requests)
-
-    def refuse(position: int, transaction_id: str, error: DomainError) -> None:
-        results[position] = ReservationResult(transaction_id, "refused", error=error)
-
     counts: dict[str, int] = defaultdict(int)
     for request in requests:
         counts[request.transaction_id] += 1
     planned: list[_Planned] = []
     for position, request in enumerate(requests):
         if counts[request.transaction_id] > 1:
-            refuse(
-                position,
+            results[position] = ReservationResult(
                 request.transaction_id,
-                TransactionIdRepeated(
+                "refused",
+                error=TransactionIdRepeated(
                     f"Transaction {request.transaction_id} appears more than once in the group.",
                     errors={f"reservations.{position}.transaction_id": ["Appears more than once in this call."]},
                 ),
@@ -145,10 +153,86 @@ def _reserve_group(requests: list[ReservationRequest]) -> list[ReservationResult
         try:
             check_each_sku_once(request.items)
         except InvalidItems as error:
-            refuse(position, request.transaction_id, error)
+            results[position] = ReservationResult(request.transaction_id, "refused", error=error)
             continue
         canonical = canonical_request(request.transaction_id, request.items, request.needed_by, request.hold_seconds)
         planned.append(_Planned(position, request, canonical, request_digest(canonical)))
+    return results, planned
+
+
+def _reserve_in_database(planned: list[_Planned], results: list[ReservationResult | None]) -> None:
+    """One call of ``stock_reserve_many``: plan, locks, re-check, every write and the events, in one round trip."""
+    now = timezone.now()
+    holds = {}
+    documents = []
+    for plan in planned:
+        request = plan.request
+        hold_until = now + timedelta(seconds=request.hold_seconds) if request.hold_seconds else None
+        holds[plan.position] = hold_until
+        documents.append(
+            {
+                "t": request.transaction_id,
+                "r": plan.canonical,
+                "h": plan.digest,
+                "nb": earliest_best_before(request.needed_by).isoformat(),
+                "nd": request.needed_by.isoformat() if request.needed_by else None,
+                "hu": hold_until.isoformat() if hold_until else None,
+                "i": [[item.sku, str(item.quantity)] for item in request.items],
+            }
+        )
+    answer = call_stock_function(
+        "SELECT stock_reserve_many(%s::jsonb, %s, %s, %s, %s::jsonb)",
+        [json.dumps(documents), timezone.localdate(), now.isoformat(), current_correlation_id(), event_versions()],
+    )
+    outcomes = answer["results"]
+    replayed_ids = [outcome["id"] for outcome in outcomes if outcome["o"] == "replay"]
+    stored = {r.id: r for r in Reservation.objects.filter(pk__in=replayed_ids)} if replayed_ids else {}
+    for plan, outcome in zip(planned, outcomes, strict=True):
+        transaction_id = plan.request.transaction_id
+        kind = outcome["o"]
+        if kind == "replay":
+            try:
+                result = ReservationResult(
+                    transaction_id, "replayed", reservation=replay_or_refuse(stored[outcome["id"]], plan.digest)
+                )
+            except TransactionIdReused as error:
+                result = ReservationResult(transaction_id, "refused", error=error)
+        elif kind == "unknown":
+            result = ReservationResult(
+                transaction_id,
+                "refused",
+                error=UnknownSku(
+                    "Unknown sku in the request.",
+                    errors={f"items.{n}.sku": ["Unknown sku."] for n in outcome["missing"]},
+                ),
+            )
+        else:
+            rejected = kind == "rejected"
+            reservation = Reservation(
+                id=outcome["id"],
+                transaction_id=transaction_id,
+                status=kind,
+                request_hash=plan.digest,
+                request=plan.canonical,
+                response_status=409 if rejected else 201,
+                response=outcome["response"],
+                needed_by=plan.request.needed_by,
+                hold_until=holds[plan.position],
+                created_at=now,
+                closed_at=now if rejected else None,
+            )
+            reservation._state.adding, reservation._state.db = False, connection.alias
+            result = ReservationResult(transaction_id, kind, reservation=reservation)
+        results[plan.position] = result
+    if answer["events"]:
+        announce_published(answer["events"])
+
+
+def _reserve_in_python(planned: list[_Planned], results: list[ReservationResult | None]) -> None:
+    """The group on databases without ``stock_reserve_many`` (SQLite): the same rules, step by step."""
+
+    def refuse(position: int, transaction_id: str, error: DomainError) -> None:
+        results[position] = ReservationResult(transaction_id, "refused", error=error)
 
     skus = {item.sku for plan in planned for item in plan.request.items}
     ingredient_ids = dict(Ingredient.objects.filter(sku__in=skus).values_list("sku", "id")) if skus else {}
@@ -191,7 +275,6 @@ def _reserve_group(requests: list[ReservationRequest]) -> list[ReservationResult
         results[plan.position] = ReservationResult(
             reservation.transaction_id, reservation.status, reservation=reservation
         )
-    return results
 
 
 def _free_batches(ingredient_ids: list[int]) -> dict[int, list[_FreeBatch]]:
@@ -331,54 +414,17 @@ def _taken_per_batch(plans: list[_Planned]) -> dict[int, Decimal]:
     return taken
 
 
-_RESERVATION_FIELDS = [
-    "id",
-    "transaction_id",
-    "status",
-    "request_hash",
-    "request",
-    "response_status",
-    "response",
-    "needed_by",
-    "hold_until",
-    "at_risk",
-    "created_at",
-    "closed_at",
-]
-
-
 def _set_based() -> bool:
-    """PostgreSQL writes a group with a sequence, COPY and ``unnest``; other databases through the ORM."""
+    """PostgreSQL runs a group as one call of ``stock_reserve_many``; other databases here, through the ORM."""
     return connection.vendor == "postgresql"
 
 
-@functools.cache
-def _id_sequence() -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_get_serial_sequence('stock_reservation', 'id')")
-        return cursor.fetchone()[0]
-
-
 def _insert_reservations(reservations: list[Reservation]) -> None:
-    """Insert the group's reservations, ids set on them, in transaction id order.
+    """Insert the group's reservations (ids read back), in transaction id order.
 
-    On PostgreSQL the ids come from the table's sequence in one query and the rows go by COPY; the
-    order by transaction id makes concurrent groups meet on the unique index in one order (no deadlock
-    there either). Elsewhere ``bulk_create`` reads the ids back.
+    The order makes concurrent groups meet on the unique index in one order (no deadlock there either).
     """
-    ordered = sorted(reservations, key=lambda reservation: reservation.transaction_id)
-    if _set_based():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [_id_sequence(), len(ordered)])
-            for reservation, (new_id,) in zip(ordered, cursor.fetchall(), strict=True):
-                reservation.id = new_id
-        copy_rows(
-            Reservation,
-            _RESERVATION_FIELDS,
-            ([getattr(reservation, name) for name in _RESERVATION_FIELDS] for reservation in ordered),
-        )
-    else:
-        Reservation.objects.bulk_create(ordered)
+    Reservation.objects.bulk_create(sorted(reservations, key=lambda reservation: reservation.transaction_id))
     for reservation in reservations:
         reservation._state.adding, reservation._state.db = False, connection.alias
 
@@ -386,14 +432,6 @@ def _insert_reservations(reservations: list[Reservation]) -> None:
 def _add_reserved(taken: dict[int, Decimal]) -> None:
     """Add what the group took to each batch's reserved quantity, in one statement."""
     if not taken:
-        return
-    if _set_based():
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE stock_batch b SET quantity_reserved = b.quantity_reserved + v.take"
-                " FROM unnest(%s::bigint[], %s::numeric[]) AS v(id, take) WHERE b.id = v.id",
-                [list(taken), list(taken.values())],
-            )
         return
     Batch.objects.filter(pk__in=taken).update(
         quantity_reserved=Case(*(When(pk=i, then=F("quantity_reserved") + take) for i, take in taken.items()))

@@ -113,7 +113,7 @@ RESERVE_EVENT_TYPES = (
 
 
 @functools.cache
-def _event_versions() -> str:
+def event_versions() -> str:
     return json.dumps({event_type: registry.latest_version(event_type) for event_type in RESERVE_EVENT_TYPES})
 
 
@@ -122,7 +122,7 @@ def earliest_best_before(needed_by: date | None) -> date:
     return max(today, needed_by) if needed_by else today
 
 
-def _call_stock_function(sql: str, params: list) -> dict:
+def call_stock_function(sql: str, params: list) -> dict:
     """One call of a stock database function (stock/sql/), its jsonb answer decoded.
 
     One statement is a transaction of its own; inside the caller's, a savepoint keeps that usable if it fails.
@@ -137,7 +137,7 @@ def _reserve_in_database(request, digest, items, needed_by, hold_seconds) -> Res
     """One call of ``stock_reserve``: locks, FEFO plan, every write and the events, in one round trip."""
     now = timezone.now()
     hold_until = now + timedelta(seconds=hold_seconds) if hold_seconds else None
-    result = _call_stock_function(
+    result = call_stock_function(
         "SELECT stock_reserve(%s, %s::jsonb, %s, %s::text[], %s::numeric[], %s, %s, %s, %s, %s, %s::jsonb)",
         [
             request["transaction_id"],
@@ -150,7 +150,7 @@ def _reserve_in_database(request, digest, items, needed_by, hold_seconds) -> Res
             hold_until.isoformat() if hold_until else None,
             now.isoformat(),
             current_correlation_id(),
-            _event_versions(),
+            event_versions(),
         ],
     )
     if result["outcome"] == "unknown":
@@ -398,9 +398,9 @@ def release_reservation(*, transaction_id: str, note: str = "") -> Reservation:
 
 
 def _close_in_database(transaction_id: str, status: str, note: str) -> Reservation:
-    result = _call_stock_function(
+    result = call_stock_function(
         "SELECT stock_close(%s, %s, %s, %s, %s, %s::jsonb)",
-        [transaction_id, status, note, timezone.now().isoformat(), current_correlation_id(), _event_versions()],
+        [transaction_id, status, note, timezone.now().isoformat(), current_correlation_id(), event_versions()],
     )
     if result["outcome"] == "not_found":
         raise ReservationNotFound(f"No reservation {transaction_id!r}.")
