@@ -318,3 +318,114 @@ def test_group_calls_write_the_same_on_both_paths(monkeypatch):
     assert set_based["violations"] == []
     for part in set_based:
         assert set_based[part] == portable[part], part
+
+
+# ---- stock_reserve_many: the plan made before the locks, and the re-check under them ----------------
+
+
+def reserve_many_while_another_reservation_commits(monkeypatch, supply: str, requests: list[ReservationRequest]):
+    """The group plans on what is committed, then waits for the level lock a single reservation holds;
+    that one commits (taking 4 ham) and the group goes on. Returns the group's results and its answer."""
+    import threading
+    import time
+
+    from django.db import connections
+
+    IngredientFactory(sku="ham")
+    services.ingest_receipt(key="stale.csv", open_stream=csv_opener(supply), source="upload")
+    answers = []
+    calling = groups.call_stock_function
+
+    def capture(sql, params):
+        answers.append(calling(sql, params))
+        return answers[-1]
+
+    monkeypatch.setattr(groups, "call_stock_function", capture)
+    holding, release, outcome = threading.Event(), threading.Event(), {}
+
+    def other():
+        try:
+            with transaction.atomic():
+                services.reserve_stock(transaction_id="other", items=[Item("ham", 4)])
+                holding.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    def group():
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                outcome["pid"] = cursor.fetchone()[0]
+            outcome["results"] = services.reserve_many(requests=requests)
+        except Exception as exc:  # reported below
+            outcome["error"] = repr(exc)
+        finally:
+            connections.close_all()
+
+    writer = threading.Thread(target=other)
+    writer.start()
+    assert holding.wait(30)
+    grouping = threading.Thread(target=group)
+    grouping.start()
+    deadline = time.monotonic() + 30
+    with connection.cursor() as cursor:  # wait until the group waits for the level lock: it has planned
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [outcome.get("pid")])
+            row = cursor.fetchone()
+            if row and row[0] == "Lock":
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the group never waited for the level lock")
+    release.set()
+    writer.join(30)
+    grouping.join(30)
+    assert "error" not in outcome, outcome
+    (answer,) = answers
+    return outcome["results"], answer
+
+
+def lots(result) -> list[tuple[str, str]]:
+    return [(b["lot"], b["quantity"]) for line in result.reservation.response["items"] for b in line["batches"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_group_planned_on_stock_taken_meanwhile_is_planned_again_under_the_locks(monkeypatch):
+    """Planned on H1 10 free, the group finds 6 once it holds the lock: its plan (H1 8, then H1 2 + H2 3) no
+    longer fits, and the answer is what planning under the locks gives."""
+    supply = f"sku,quantity,best_before,lot\nham,10,{day(3)},H1\nham,10,{day(9)},H2\n"
+    results, answer = reserve_many_while_another_reservation_commits(
+        monkeypatch,
+        supply,
+        [ReservationRequest("a", [Item("ham", 8)]), ReservationRequest("b", [Item("ham", 5)])],
+    )
+    assert answer["replanned"] is True
+    assert [(r.status, lots(r)) for r in results] == [
+        ("reserved", [("H1", "6.000"), ("H2", "2.000")]),
+        ("reserved", [("H2", "5.000")]),
+    ]
+    assert selectors.invariant_violations() == []
+    level = StockLevel.objects.get(ingredient__sku="ham")
+    assert (level.on_hand, level.reserved) == (D(20), D(17))
+    (changed,) = OutboxEvent.objects.filter(type="stock.level_changed", payload__reserved="17.000")
+    assert changed.payload["available"] == "3.000"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_plan_that_still_fits_stands_though_the_stock_moved(monkeypatch):
+    """Plenty left after the other reservation: every take still fits in its batch, so the plan stands."""
+    supply = f"sku,quantity,best_before,lot\nham,100,{day(3)},H1\nham,10,{day(9)},H2\n"
+    results, answer = reserve_many_while_another_reservation_commits(
+        monkeypatch,
+        supply,
+        [ReservationRequest("a", [Item("ham", 8)]), ReservationRequest("b", [Item("ham", 5)], needed_by=day(5))],
+    )
+    assert answer["replanned"] is False
+    assert [(r.status, lots(r)) for r in results] == [
+        ("reserved", [("H1", "8.000")]),
+        ("reserved", [("H2", "5.000")]),  # H1 expires before needed_by
+    ]
+    assert selectors.invariant_violations() == []
+    level = StockLevel.objects.get(ingredient__sku="ham")
+    assert (level.on_hand, level.reserved) == (D(110), D(17))
