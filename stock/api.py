@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import date
 from decimal import Decimal
 from urllib.parse import unquote_plus
 
@@ -21,7 +23,7 @@ from stock.services.receipts import NotifiedObject, upload_key, validate_receipt
 from supplychain.core.api.errors import STANDARD_ERRORS, ErrorSerializer, domain_error_body, error_response
 from supplychain.core.api.parsers import FormParser, JSONParser, MultiPartParser
 from supplychain.core.api.permissions import ModelPermissions, require
-from supplychain.core.identifiers import IDENTIFIER_PATTERN, IdentifierField
+from supplychain.core.identifiers import IDENTIFIER_PATTERN, IdentifierField, is_identifier
 from supplychain.core.storage import MAX_KEY_BYTES
 
 QUANTITY = {"max_digits": 14, "decimal_places": 3}
@@ -297,6 +299,9 @@ class ReceiptViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 # ---- Reservations ---------------------------------------------------------------------------------
 
 
+ITEMS_PER_RESERVATION = 500
+
+
 class ItemInput(serializers.Serializer):
     sku = serializers.SlugField(max_length=64)
     quantity = serializers.DecimalField(**QUANTITY, min_value=Decimal("0.001"))
@@ -304,7 +309,7 @@ class ItemInput(serializers.Serializer):
 
 class ReservationInput(serializers.Serializer):
     transaction_id = IdentifierField(help_text="The caller's id: it names the reservation's URL ('bulk' excepted).")
-    items = ItemInput(many=True, allow_empty=False, max_length=500)
+    items = ItemInput(many=True, allow_empty=False, max_length=ITEMS_PER_RESERVATION)
     needed_by = serializers.DateField(
         required=False, allow_null=True, help_text="Never allocate from a batch that expires before this date."
     )
@@ -324,6 +329,66 @@ class ReservationInput(serializers.Serializer):
 
 class BulkReservationInput(serializers.Serializer):
     reservations = ReservationInput(many=True, allow_empty=False, max_length=services.GROUP_LIMIT)
+
+
+_SKU = re.compile(r"\A[-a-zA-Z0-9_]{1,64}\Z")
+_QUANTITY = re.compile(r"\A[0-9]{1,11}(\.[0-9]{1,3})?\Z")
+_DATE = re.compile(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+_MILLI = Decimal("0.001")
+_MAX_HOLD = ReservationInput().fields["hold_seconds"].max_value
+
+
+def plain_bulk_requests(data) -> list[services.ReservationRequest] | None:
+    """The requests of a bulk body in the plain shape almost every caller sends, or None for anything else.
+
+    The serializers above cost about 4 ms per 100 requests here (a nested field tree run per element);
+    this reads the common shape (string ids and skus, whole or decimal quantities, ISO dates, integer
+    holds) in a fraction of that. It accepts only what ``BulkReservationInput`` accepts and gives the
+    same values; whatever it does not recognise (a wrong type, a bound crossed, a float) returns None,
+    and the serializers then answer, with their errors.
+    """
+    if not isinstance(data, dict):
+        return None
+    elements = data.get("reservations")
+    if not isinstance(elements, list) or not 0 < len(elements) <= services.GROUP_LIMIT:
+        return None
+    requests = []
+    for element in elements:
+        if not isinstance(element, dict):
+            return None
+        transaction_id, items = element.get("transaction_id"), element.get("items")
+        if not is_identifier(transaction_id) or transaction_id == "bulk":
+            return None
+        if not isinstance(items, list) or not 0 < len(items) <= ITEMS_PER_RESERVATION:
+            return None
+        parsed = []
+        for item in items:
+            if not isinstance(item, dict):
+                return None
+            sku, quantity = item.get("sku"), item.get("quantity")
+            if not isinstance(sku, str) or not _SKU.match(sku):
+                return None
+            if type(quantity) is int:
+                quantity = str(quantity)
+            if not isinstance(quantity, str) or not _QUANTITY.match(quantity):
+                return None
+            value = Decimal(quantity).quantize(_MILLI)
+            if value < _MILLI:
+                return None
+            parsed.append(services.Item(sku, value))
+        needed_by = element.get("needed_by")
+        if needed_by is not None:
+            if not isinstance(needed_by, str) or not _DATE.match(needed_by):
+                return None
+            try:
+                needed_by = date.fromisoformat(needed_by)
+            except ValueError:
+                return None
+        hold_seconds = element.get("hold_seconds")
+        if hold_seconds is not None and (type(hold_seconds) is not int or not 1 <= hold_seconds <= _MAX_HOLD):
+            return None
+        requests.append(services.ReservationRequest(transaction_id, parsed, needed_by, hold_seconds))
+    return requests
 
 
 class BulkResult(serializers.Serializer):
@@ -474,10 +539,11 @@ class ReservationViewSet(viewsets.GenericViewSet):
     @action(detail=False, methods=["post"])
     def bulk(self, request, version="v1"):
         require(request, "stock.add_reservation")
-        data = BulkReservationInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        results = services.reserve_many(
-            requests=[
+        requests = plain_bulk_requests(request.data)
+        if requests is None:  # anything but the plain shape: the serializers check it, with their errors
+            data = BulkReservationInput(data=request.data)
+            data.is_valid(raise_exception=True)
+            requests = [
                 services.ReservationRequest(
                     values["transaction_id"],
                     [services.Item(item["sku"], item["quantity"]) for item in values["items"]],
@@ -486,7 +552,7 @@ class ReservationViewSet(viewsets.GenericViewSet):
                 )
                 for values in data.validated_data["reservations"]
             ]
-        )
+        results = services.reserve_many(requests=requests)
         return Response(
             {
                 "results": [

@@ -163,6 +163,7 @@ def _screen(requests: list[ReservationRequest]) -> tuple[list[ReservationResult 
 def _reserve_in_database(planned: list[_Planned], results: list[ReservationResult | None]) -> None:
     """One call of ``stock_reserve_many``: plan, locks, re-check, every write and the events, in one round trip."""
     now = timezone.now()
+    today = timezone.localdate()  # once: it reads the current time zone, a context-local lookup
     holds = {}
     documents = []
     for plan in planned:
@@ -174,7 +175,7 @@ def _reserve_in_database(planned: list[_Planned], results: list[ReservationResul
                 "t": request.transaction_id,
                 "r": plan.canonical,
                 "h": plan.digest,
-                "nb": earliest_best_before(request.needed_by).isoformat(),
+                "nb": earliest_best_before(request.needed_by, today).isoformat(),
                 "nd": request.needed_by.isoformat() if request.needed_by else None,
                 "hu": hold_until.isoformat() if hold_until else None,
                 "i": [[item.sku, str(item.quantity)] for item in request.items],
@@ -182,7 +183,7 @@ def _reserve_in_database(planned: list[_Planned], results: list[ReservationResul
         )
     answer = call_stock_function(
         "SELECT stock_reserve_many(%s::jsonb, %s, %s, %s, %s::jsonb)",
-        [json.dumps(documents), timezone.localdate(), now.isoformat(), current_correlation_id(), event_versions()],
+        [json.dumps(documents), today, now.isoformat(), current_correlation_id(), event_versions()],
     )
     outcomes = answer["results"]
     replayed_ids = [outcome["id"] for outcome in outcomes if outcome["o"] == "replay"]

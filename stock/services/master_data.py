@@ -88,7 +88,11 @@ def _upsert_ingredients(items: Sequence[IngredientData]) -> list[Upserted]:
     wanted = [item._replace(low_stock_threshold=Decimal(item.low_stock_threshold).quantize(MILLI)) for item in items]
     existing = {
         ingredient.sku: ingredient
-        for ingredient in Ingredient.objects.select_for_update().filter(sku__in=[i.sku for i in wanted]).order_by("pk")
+        # FOR NO KEY UPDATE: the key stays, and the key-share locks of rows referencing these ingredients (a
+        # group reservation's allocations, checked before its level locks) must not wait for it, nor it for them.
+        for ingredient in Ingredient.objects.select_for_update(no_key=True)
+        .filter(sku__in=[i.sku for i in wanted])
+        .order_by("pk")
     }
     fields = ("name", "unit", "low_stock_threshold")
     created, changed, results = [], [], []

@@ -117,8 +117,9 @@ def event_versions() -> str:
     return json.dumps({event_type: registry.latest_version(event_type) for event_type in RESERVE_EVENT_TYPES})
 
 
-def earliest_best_before(needed_by: date | None) -> date:
-    today = timezone.localdate()
+def earliest_best_before(needed_by: date | None, today: date | None = None) -> date:
+    """The first best-before date a batch may have to serve a request (``today``: pass it for many at once)."""
+    today = today or timezone.localdate()
     return max(today, needed_by) if needed_by else today
 
 

@@ -10,8 +10,8 @@
 -- Returns jsonb: {"outcome": "replay", "id", "request_hash", "status", "response"}
 --              | {"outcome": "unknown", "missing": [item positions, 0-based]}
 --              | {"outcome": "reserved" | "rejected", "id", "status", "response", "events": {type: count}}
--- A concurrent request with the same transaction id makes the INSERT raise unique_violation; the
--- caller rolls back and answers it as a replay.
+-- A concurrent request with the same transaction id makes the INSERT (made before the level locks)
+-- raise unique_violation; the caller rolls back and answers it as a replay.
 CREATE OR REPLACE FUNCTION stock_reserve(
     p_transaction_id text,
     p_request jsonb,
@@ -73,6 +73,15 @@ BEGIN
         RETURN jsonb_build_object('outcome', 'unknown', 'missing', to_jsonb(v_missing));
     END IF;
 
+    -- The reservation's row before any lock: a concurrent request with this id (a single one, or a group
+    -- call's, which writes its reservations before its locks too) is then waited for without holding a
+    -- level lock, so the two never deadlock. Its answer is filled in below.
+    INSERT INTO stock_reservation (transaction_id, status, request_hash, request, response_status, response,
+                                   needed_by, hold_until, at_risk, created_at, closed_at)
+         VALUES (p_transaction_id, 'reserved', p_digest, p_request, 201, '{}'::jsonb, p_needed_by,
+                 p_hold_until::timestamptz, false, v_now, NULL)
+      RETURNING id INTO v_reservation_id;
+
     -- The level rows' locks, ascending ingredient order: they guard every batch of the ingredient.
     SELECT count(*) INTO v_locked FROM (
         SELECT 1 FROM stock_stocklevel WHERE ingredient_id = ANY (v_ids) ORDER BY ingredient_id FOR UPDATE
@@ -111,11 +120,8 @@ BEGIN
             'errors', '{}'::jsonb,
             'transaction_id', p_transaction_id,
             'shortages', v_shortages);
-        INSERT INTO stock_reservation (transaction_id, status, request_hash, request, response_status, response,
-                                       needed_by, hold_until, at_risk, created_at, closed_at)
-             VALUES (p_transaction_id, 'rejected', p_digest, p_request, 409, v_response, p_needed_by,
-                     p_hold_until::timestamptz, false, v_now, v_now)
-          RETURNING id INTO v_reservation_id;
+        UPDATE stock_reservation SET status = 'rejected', response_status = 409, response = v_response, closed_at = v_now
+         WHERE id = v_reservation_id;
         v_events := jsonb_build_array(jsonb_build_object(
             'type', 'stock.reservation_rejected', 'key', p_transaction_id,
             'payload', jsonb_build_object('transaction_id', p_transaction_id, 'shortages', v_shortages)));
@@ -153,11 +159,7 @@ BEGIN
         v_response := jsonb_build_object(
             'transaction_id', p_transaction_id, 'status', 'reserved', 'needed_by', p_needed_by,
             'hold_until', p_hold_until, 'at_risk', false, 'items', v_items);
-        INSERT INTO stock_reservation (transaction_id, status, request_hash, request, response_status, response,
-                                       needed_by, hold_until, at_risk, created_at, closed_at)
-             VALUES (p_transaction_id, 'reserved', p_digest, p_request, 201, v_response, p_needed_by,
-                     p_hold_until::timestamptz, false, v_now, NULL)
-          RETURNING id INTO v_reservation_id;
+        UPDATE stock_reservation SET response = v_response WHERE id = v_reservation_id;
 
         UPDATE stock_batch b SET quantity_reserved = b.quantity_reserved + p.take
           FROM unnest(v_batch_ids, v_takes) AS p(batch_id, take)

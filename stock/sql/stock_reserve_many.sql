@@ -7,14 +7,22 @@
 -- (and at most one stock.low) per ingredient, with the level after the call (stock_move_levels,
 -- stock_events.sql); the outbox and audit rows by events_publish. All in the caller's transaction.
 --
--- How it runs, to keep the level locks short (concurrent calls queue on them):
+-- How it runs, to keep the level locks short (concurrent calls queue on them, and hold them to commit):
 --   1. read the levels and eligible batches WITHOUT locks and plan every request (FEFO, in order);
---   2. lock the level rows once, ascending ingredient order (as stock_reserve and stock_close do: no
+--   2. write what does not touch a level or a batch: the reservations (in transaction id order), their
+--      allocations and ledger rows, their reservation_created / rejected events; and check those rows'
+--      foreign keys now (SET CONSTRAINTS ... IMMEDIATE), not at commit under the locks;
+--   3. lock the level rows once, ascending ingredient order (as stock_reserve and stock_close do: no
 --      deadlock between group and single calls), creating the missing ones first;
---   3. read again under the locks and re-check the plan: it stands when it would come out the same on
---      what is there now (see "the plan stands" below); otherwise plan again, locks held;
---   4. write set-based: one INSERT per table (reservations, allocations, ledger), one UPDATE of the
---      batches, one of the levels, and the events.
+--   4. read again under the locks and re-check the plan: it stands when it would come out the same on
+--      what is there now (see "the plan stands" below); otherwise the rows of step 2 are deleted and the
+--      call is planned and written again, locks held;
+--   5. one UPDATE of the batches, one of the levels, and the level events.
+-- Deadlocks: before its level locks a call holds only its new reservations' unique index entries (and
+-- key-share locks on the batches and ingredients its rows reference). stock_reserve inserts its
+-- reservation before its locks too, and calls insert in transaction id order, so nobody holding a level
+-- lock ever waits for one of those; nothing locks a batch or an ingredient against key-share while
+-- holding a level lock (master data takes FOR NO KEY UPDATE).
 --
 -- p_requests: [{"t": transaction id, "r": canonical request, "h": its digest, "nb": not before (date),
 --               "nd": needed_by | null, "hu": hold_until (text) | null, "i": [[sku, quantity (text)], ...]}]
@@ -75,6 +83,10 @@ DECLARE
     v_row record;
     v_events jsonb;
     v_counts jsonb := '{}'::jsonb;
+    v_level_counts jsonb := '{}'::jsonb;
+    v_mark bigint;
+    v_constraints text;
+    v_gone uuid[];
 BEGIN
     IF n = 0 THEN
         RETURN jsonb_build_object('results', '[]'::jsonb, 'events', '{}'::jsonb, 'replanned', false);
@@ -173,6 +185,17 @@ BEGIN
             END IF;
             EXIT WHEN v_valid;
             v_replanned := true;
+            -- Stale: take back what step 2 wrote; it is written again from the new plan below.
+            DELETE FROM stock_movement WHERE reservation_id = ANY (o_id);
+            DELETE FROM stock_allocation WHERE reservation_id = ANY (o_id);
+            WITH gone AS (
+                DELETE FROM events_outboxevent
+                 WHERE id > v_mark AND txid = pg_current_xact_id()
+                   AND type IN ('stock.reservation_created', 'stock.reservation_rejected')
+                RETURNING event_id
+            ) SELECT array_agg(event_id) INTO v_gone FROM gone;
+            DELETE FROM events_auditentry WHERE event_id = ANY (v_gone) AND kind = 'published';
+            DELETE FROM stock_reservation WHERE id = ANY (o_id);
         END IF;
 
         -- Plan: every new request in order, against what the ones before it took.
@@ -237,131 +260,161 @@ BEGIN
                 END LOOP;
             END LOOP;
         END LOOP;
+
+        -- Ids in transaction id order, so concurrent calls meet on the unique index in one order.
+        SELECT coalesce(array_agg(u.r::int ORDER BY u.t COLLATE "C"), '{}') INTO v_order
+          FROM unnest(r_txn, r_state) WITH ORDINALITY AS u(t, state, r) WHERE u.state IN ('reserved', 'rejected');
+        IF v_pass = 1 THEN  -- planned again, the same requests are written: they keep their ids
+            FOR j IN 1..cardinality(v_order) LOOP
+                r_id[v_order[j]] := nextval(v_seq);
+            END LOOP;
+        END IF;
+        t_rid := '{}';
+        FOR j IN 1..t_count LOOP
+            t_rid[j] := r_id[t_req[j]];
+        END LOOP;
+
+        IF v_pass = 2 THEN
+            FOR r IN 1..n LOOP
+                r_response[r] := NULL; r_created[r] := NULL;
+            END LOOP;
+        END IF;
+        -- The answers of the reserved, as the single path builds them: per item (sku order), its batches
+        -- first-expiring first; and the items of their reservation_created events, in the order taken.
+        FOR v_row IN
+            SELECT item.req, jsonb_agg(item.doc ORDER BY item.sku COLLATE "C") AS items
+              FROM (
+                SELECT t.req, t.sku,
+                       jsonb_build_object(
+                           'sku', t.sku,
+                           'quantity', sum(t.q)::numeric(14, 3)::text,
+                           'batches', jsonb_agg(jsonb_build_object(
+                               'batch_id', bt.id, 'lot', bt.lot, 'best_before', bt.best_before, 'supplier', s.name,
+                               'quantity', t.q::numeric(14, 3)::text, 'open', true) ORDER BY bt.best_before, bt.id)
+                       ) AS doc
+                  FROM unnest(t_req, t_sku, t_bid, t_qty) AS t(req, sku, bid, q)
+                  JOIN stock_batch bt ON bt.id = t.bid
+                  LEFT JOIN stock_supplier s ON s.id = bt.supplier_id
+                 GROUP BY t.req, t.sku
+              ) item
+             GROUP BY item.req
+        LOOP
+            r_response[v_row.req] := v_row.items;
+        END LOOP;
+        FOR v_row IN
+            SELECT t.req, jsonb_agg(jsonb_build_object('sku', t.sku, 'batch_id', t.bid,
+                                                       'quantity', t.q::numeric(14, 3)::text) ORDER BY t.n) AS items
+              FROM unnest(t_req, t_sku, t_bid, t_qty) WITH ORDINALITY AS t(req, sku, bid, q, n)
+             GROUP BY t.req
+        LOOP
+            r_created[v_row.req] := v_row.items;
+        END LOOP;
+
+        -- Per request: its row, its event and its result.
+        o_count := 0; e_count := 0;
+        o_id := '{}'; o_txn := '{}'; o_status := '{}'; o_hash := '{}'; o_req := '{}'; o_code := '{}';
+        o_response := '{}'; o_nd := '{}'; o_hu := '{}'; o_closed := '{}'; e_events := '{}'; v_results := '{}';
+        FOR r IN 1..n LOOP
+            IF r_state[r] = 'replay' THEN
+                v_results[r] := jsonb_build_object('o', 'replay', 'id', r_found[r], 'h', r_found_hash[r]);
+                CONTINUE;
+            ELSIF r_state[r] = 'unknown' THEN
+                v_results[r] := jsonb_build_object('o', 'unknown', 'missing', (
+                    SELECT jsonb_agg(u.pos ORDER BY u.pos)
+                      FROM unnest(i_pos[r_ilo[r]:r_ihi[r]], i_ing[r_ilo[r]:r_ihi[r]]) AS u(pos, ing) WHERE u.ing IS NULL));
+                CONTINUE;
+            END IF;
+            o_count := o_count + 1;
+            o_id[o_count] := r_id[r]; o_txn[o_count] := r_txn[r]; o_status[o_count] := r_state[r];
+            o_hash[o_count] := r_hash[r]; o_req[o_count] := r_req[r]; o_nd[o_count] := r_nd[r];
+            o_hu[o_count] := r_hu[r]::timestamptz;
+            e_count := e_count + 1;
+            IF r_state[r] = 'rejected' THEN
+                o_code[o_count] := 409;
+                o_closed[o_count] := v_now;
+                o_response[o_count] := jsonb_build_object(
+                    'type', 'insufficient_stock',
+                    'title', 'Not enough stock; nothing was reserved.',
+                    'status', 409,
+                    'detail', (SELECT string_agg(format('%s: %s requested, %s available', e->>'sku', e->>'requested',
+                                                        e->>'available'), '; ')
+                                 FROM jsonb_array_elements(r_short[r]) e),
+                    'errors', '{}'::jsonb,
+                    'transaction_id', r_txn[r],
+                    'shortages', r_short[r]);
+                e_events[e_count] := jsonb_build_object(
+                    'type', 'stock.reservation_rejected', 'key', r_txn[r],
+                    'payload', jsonb_build_object('transaction_id', r_txn[r], 'shortages', r_short[r]));
+            ELSE
+                o_code[o_count] := 201;
+                o_closed[o_count] := NULL;
+                o_response[o_count] := jsonb_build_object(
+                    'transaction_id', r_txn[r], 'status', 'reserved', 'needed_by', r_nd[r], 'hold_until', r_hu[r],
+                    'at_risk', false, 'items', coalesce(r_response[r], '[]'::jsonb));
+                e_events[e_count] := jsonb_build_object(
+                    'type', 'stock.reservation_created', 'key', r_txn[r],
+                    'payload', jsonb_build_object('transaction_id', r_txn[r],
+                                                  'items', coalesce(r_created[r], '[]'::jsonb)));
+            END IF;
+            v_results[r] := jsonb_build_object('o', r_state[r], 'id', r_id[r], 'response', o_response[o_count]);
+        END LOOP;
+
+        IF o_count > 0 THEN
+            INSERT INTO stock_reservation (id, transaction_id, status, request_hash, request, response_status, response,
+                                           needed_by, hold_until, at_risk, created_at, closed_at)
+                SELECT u.id, u.txn, u.status, u.hash, u.req, u.code, u.response, u.nd, u.hu, false, v_now, u.closed
+                  FROM unnest(o_id, o_txn, o_status, o_hash, o_req, o_code, o_response, o_nd, o_hu, o_closed)
+                       AS u(id, txn, status, hash, req, code, response, nd, hu, closed)
+                 ORDER BY u.txn COLLATE "C";
+        END IF;
+        IF t_count > 0 THEN
+            INSERT INTO stock_allocation (reservation_id, batch_id, ingredient_id, quantity, open)
+                SELECT t.rid, t.bid, t.ing, t.q, true
+                  FROM unnest(t_rid, t_bid, t_ing, t_qty) WITH ORDINALITY AS t(rid, bid, ing, q, n) ORDER BY t.n;
+            INSERT INTO stock_movement (ingredient_id, batch_id, reservation_id, kind, on_hand_delta, reserved_delta,
+                                        created_at, note)
+                SELECT t.ing, t.bid, t.rid, 'reserve', 0, t.q, v_now, ''
+                  FROM unnest(t_rid, t_bid, t_ing, t_qty) WITH ORDINALITY AS t(rid, bid, ing, q, n) ORDER BY t.n;
+        END IF;
+        -- Events: one per request in order (the levels' follow under the locks).
+        IF v_pass = 1 THEN
+            SELECT coalesce(max(id), 0) INTO v_mark FROM events_outboxevent;
+        END IF;
+        IF e_count > 0 THEN
+            SELECT jsonb_agg(u.e ORDER BY u.n) INTO v_events FROM unnest(e_events) WITH ORDINALITY AS u(e, n);
+            v_counts := events_publish(v_events, 'supplychain/stock', p_now, p_correlation_id, p_versions);
+        ELSE
+            v_counts := '{}'::jsonb;
+        END IF;
+        IF v_pass = 1 THEN
+            -- The foreign keys of those rows, checked now rather than at commit, when the locks are held.
+            SELECT string_agg(format('%I.%I', ns.nspname, c.conname), ', ') INTO v_constraints
+              FROM pg_constraint c JOIN pg_namespace ns ON ns.oid = c.connamespace
+             WHERE c.conrelid IN ('stock_allocation'::regclass, 'stock_movement'::regclass)
+               AND c.contype = 'f' AND c.condeferred;
+            IF v_constraints IS NOT NULL THEN
+                EXECUTE format('SET CONSTRAINTS %s IMMEDIATE', v_constraints);
+                EXECUTE format('SET CONSTRAINTS %s DEFERRED', v_constraints);
+            END IF;
+        END IF;
         EXIT WHEN v_pass = 2;
     END LOOP;
 
-    -- Ids in transaction id order, so concurrent calls meet on the unique index in one order.
-    SELECT coalesce(array_agg(u.r::int ORDER BY u.t COLLATE "C"), '{}') INTO v_order
-      FROM unnest(r_txn, r_state) WITH ORDINALITY AS u(t, state, r) WHERE u.state IN ('reserved', 'rejected');
-    FOR j IN 1..cardinality(v_order) LOOP
-        r_id[v_order[j]] := nextval(v_seq);
-    END LOOP;
-    t_rid := '{}';
-    FOR j IN 1..t_count LOOP
-        t_rid[j] := r_id[t_req[j]];
-    END LOOP;
-
-    -- The answers of the reserved, as the single path builds them: per item (sku order), its batches
-    -- first-expiring first; and the items of their reservation_created events, in the order taken.
-    FOR v_row IN
-        SELECT item.req, jsonb_agg(item.doc ORDER BY item.sku COLLATE "C") AS items
-          FROM (
-            SELECT t.req, t.sku,
-                   jsonb_build_object(
-                       'sku', t.sku,
-                       'quantity', sum(t.q)::numeric(14, 3)::text,
-                       'batches', jsonb_agg(jsonb_build_object(
-                           'batch_id', bt.id, 'lot', bt.lot, 'best_before', bt.best_before, 'supplier', s.name,
-                           'quantity', t.q::numeric(14, 3)::text, 'open', true) ORDER BY bt.best_before, bt.id)
-                   ) AS doc
-              FROM unnest(t_req, t_sku, t_bid, t_qty) AS t(req, sku, bid, q)
-              JOIN stock_batch bt ON bt.id = t.bid
-              LEFT JOIN stock_supplier s ON s.id = bt.supplier_id
-             GROUP BY t.req, t.sku
-          ) item
-         GROUP BY item.req
-    LOOP
-        r_response[v_row.req] := v_row.items;
-    END LOOP;
-    FOR v_row IN
-        SELECT t.req, jsonb_agg(jsonb_build_object('sku', t.sku, 'batch_id', t.bid,
-                                                   'quantity', t.q::numeric(14, 3)::text) ORDER BY t.n) AS items
-          FROM unnest(t_req, t_sku, t_bid, t_qty) WITH ORDINALITY AS t(req, sku, bid, q, n)
-         GROUP BY t.req
-    LOOP
-        r_created[v_row.req] := v_row.items;
-    END LOOP;
-
-    -- Per request: its row, its event and its result.
-    FOR r IN 1..n LOOP
-        IF r_state[r] = 'replay' THEN
-            v_results[r] := jsonb_build_object('o', 'replay', 'id', r_found[r], 'h', r_found_hash[r]);
-            CONTINUE;
-        ELSIF r_state[r] = 'unknown' THEN
-            v_results[r] := jsonb_build_object('o', 'unknown', 'missing', (
-                SELECT jsonb_agg(u.pos ORDER BY u.pos)
-                  FROM unnest(i_pos[r_ilo[r]:r_ihi[r]], i_ing[r_ilo[r]:r_ihi[r]]) AS u(pos, ing) WHERE u.ing IS NULL));
-            CONTINUE;
-        END IF;
-        o_count := o_count + 1;
-        o_id[o_count] := r_id[r]; o_txn[o_count] := r_txn[r]; o_status[o_count] := r_state[r];
-        o_hash[o_count] := r_hash[r]; o_req[o_count] := r_req[r]; o_nd[o_count] := r_nd[r];
-        o_hu[o_count] := r_hu[r]::timestamptz;
-        e_count := e_count + 1;
-        IF r_state[r] = 'rejected' THEN
-            o_code[o_count] := 409;
-            o_closed[o_count] := v_now;
-            o_response[o_count] := jsonb_build_object(
-                'type', 'insufficient_stock',
-                'title', 'Not enough stock; nothing was reserved.',
-                'status', 409,
-                'detail', (SELECT string_agg(format('%s: %s requested, %s available', e->>'sku', e->>'requested',
-                                                    e->>'available'), '; ')
-                             FROM jsonb_array_elements(r_short[r]) e),
-                'errors', '{}'::jsonb,
-                'transaction_id', r_txn[r],
-                'shortages', r_short[r]);
-            e_events[e_count] := jsonb_build_object(
-                'type', 'stock.reservation_rejected', 'key', r_txn[r],
-                'payload', jsonb_build_object('transaction_id', r_txn[r], 'shortages', r_short[r]));
-        ELSE
-            o_code[o_count] := 201;
-            o_closed[o_count] := NULL;
-            o_response[o_count] := jsonb_build_object(
-                'transaction_id', r_txn[r], 'status', 'reserved', 'needed_by', r_nd[r], 'hold_until', r_hu[r],
-                'at_risk', false, 'items', coalesce(r_response[r], '[]'::jsonb));
-            e_events[e_count] := jsonb_build_object(
-                'type', 'stock.reservation_created', 'key', r_txn[r],
-                'payload', jsonb_build_object('transaction_id', r_txn[r],
-                                              'items', coalesce(r_created[r], '[]'::jsonb)));
-        END IF;
-        v_results[r] := jsonb_build_object('o', r_state[r], 'id', r_id[r], 'response', o_response[o_count]);
-    END LOOP;
-
-    IF o_count > 0 THEN
-        INSERT INTO stock_reservation (id, transaction_id, status, request_hash, request, response_status, response,
-                                       needed_by, hold_until, at_risk, created_at, closed_at)
-            SELECT u.id, u.txn, u.status, u.hash, u.req, u.code, u.response, u.nd, u.hu, false, v_now, u.closed
-              FROM unnest(o_id, o_txn, o_status, o_hash, o_req, o_code, o_response, o_nd, o_hu, o_closed)
-                   AS u(id, txn, status, hash, req, code, response, nd, hu, closed)
-             ORDER BY u.txn COLLATE "C";
-    END IF;
+    -- Under the locks: the batches and levels, and the level events (one per ingredient, the level after
+    -- the call).
     IF t_count > 0 THEN
         UPDATE stock_batch b SET quantity_reserved = b.quantity_reserved + x.q
           FROM (SELECT t.bid, sum(t.q) AS q FROM unnest(t_bid, t_qty) AS t(bid, q) GROUP BY t.bid) x
          WHERE b.id = x.bid;
-        INSERT INTO stock_allocation (reservation_id, batch_id, ingredient_id, quantity, open)
-            SELECT t.rid, t.bid, t.ing, t.q, true
-              FROM unnest(t_rid, t_bid, t_ing, t_qty) WITH ORDINALITY AS t(rid, bid, ing, q, n) ORDER BY t.n;
-        INSERT INTO stock_movement (ingredient_id, batch_id, reservation_id, kind, on_hand_delta, reserved_delta,
-                                    created_at, note)
-            SELECT t.ing, t.bid, t.rid, 'reserve', 0, t.q, v_now, ''
-              FROM unnest(t_rid, t_bid, t_ing, t_qty) WITH ORDINALITY AS t(rid, bid, ing, q, n) ORDER BY t.n;
-    END IF;
-
-    -- Events: one per request in order, then the levels' (one per ingredient, the level after the call).
-    IF e_count > 0 OR t_count > 0 THEN
-        SELECT coalesce(jsonb_agg(u.e ORDER BY u.n), '[]'::jsonb) INTO v_events
-          FROM unnest(e_events) WITH ORDINALITY AS u(e, n);
-        IF t_count > 0 THEN
-            v_events := v_events || stock_move_levels(t_ing, array_fill(0::numeric, ARRAY[t_count]), t_qty, v_now);
+        v_events := stock_move_levels(t_ing, array_fill(0::numeric, ARRAY[t_count]), t_qty, v_now);
+        IF jsonb_array_length(v_events) > 0 THEN
+            v_level_counts := events_publish(v_events, 'supplychain/stock', p_now, p_correlation_id, p_versions);
         END IF;
-        v_counts := events_publish(v_events, 'supplychain/stock', p_now, p_correlation_id, p_versions);
     END IF;
 
     RETURN jsonb_build_object(
         'results', (SELECT jsonb_agg(u.x ORDER BY u.n) FROM unnest(v_results) WITH ORDINALITY AS u(x, n)),
-        'events', v_counts,
+        'events', v_counts || v_level_counts,
         'replanned', v_replanned);
 END;
 $fn$;

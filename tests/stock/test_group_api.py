@@ -106,3 +106,59 @@ def test_bulk_is_not_a_transaction_id_since_its_url_is_the_group_endpoint(platfo
     assert response.status_code == 400
     assert list(response.json()["errors"]) == ["transaction_id"]
     assert not Reservation.objects.exists()
+
+
+PLAIN = {"transaction_id": "p-1", "items": [{"sku": "ham", "quantity": 2}, {"sku": "cheese-2", "quantity": "0.5"}]}
+
+
+@pytest.mark.parametrize(
+    "element",
+    [
+        PLAIN,
+        {**PLAIN, "needed_by": day(4), "hold_seconds": 600},
+        {**PLAIN, "needed_by": None, "hold_seconds": None, "note": "ignored, as by the serializer"},
+        {**PLAIN, "items": [{"sku": "ham", "quantity": "99999999999.999"}]},
+        # Not the plain shape: the serializers decide (accept or refuse), the reader steps aside.
+        {**PLAIN, "items": [{"sku": "ham", "quantity": 1.5}]},
+        {**PLAIN, "items": [{"sku": "ham", "quantity": "0.0005"}]},
+        {**PLAIN, "items": [{"sku": "ham", "quantity": True}]},
+        {**PLAIN, "items": [{"sku": " ham ", "quantity": 1}]},
+        {**PLAIN, "items": []},
+        {**PLAIN, "transaction_id": 17},
+        {**PLAIN, "transaction_id": "bulk"},
+        {**PLAIN, "needed_by": "2026-02-30"},
+        {**PLAIN, "needed_by": "2026-1-5"},
+        {**PLAIN, "hold_seconds": "60"},
+        {**PLAIN, "hold_seconds": 0},
+        {**PLAIN, "hold_seconds": 30 * 86400 + 1},
+        ["not", "an", "object"],
+    ],
+)
+def test_the_plain_reader_accepts_only_what_the_serializers_accept_with_the_same_values(element):
+    from stock.api import BulkReservationInput, plain_bulk_requests
+
+    body = {"reservations": [element]}
+    plain = plain_bulk_requests(body)
+    checked = BulkReservationInput(data=body)
+    if plain is None:
+        return  # the view runs the serializers: their answer is the view's
+    assert checked.is_valid(), checked.errors
+    (values,) = checked.validated_data["reservations"]
+    (request,) = plain
+    assert (request.transaction_id, request.needed_by, request.hold_seconds) == (
+        values["transaction_id"],
+        values.get("needed_by"),
+        values.get("hold_seconds"),
+    )
+    assert [(i.sku, i.quantity, str(i.quantity)) for i in request.items] == [
+        (i["sku"], i["quantity"], str(i["quantity"])) for i in values["items"]
+    ]
+
+
+def test_the_plain_reader_reads_the_common_shape_and_steps_aside_for_the_rest():
+    from stock.api import plain_bulk_requests
+
+    assert plain_bulk_requests({"reservations": [PLAIN] * 3}) is not None
+    assert plain_bulk_requests({"reservations": [PLAIN] * 1001}) is None
+    assert plain_bulk_requests({"reservations": []}) is None
+    assert plain_bulk_requests({"reservations": [{**PLAIN, "items": [{"sku": "ham", "quantity": 1.5}]}]}) is None
