@@ -410,6 +410,17 @@ ORDERS_KICK_INTERVAL = env.float("ORDERS_KICK_INTERVAL", default=0.2)
 ORDERS_SWEEP_SECONDS = env.float("ORDERS_SWEEP_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULE["orders-process-sweep"] = {"task": "integrations.process_orders", "schedule": ORDERS_SWEEP_SECONDS}
 
+# --- Pipelines (forecasting engine) -----------------------------------------------------------------------
+# Retry delays and Wait states up to PIPELINE_COUNTDOWN_MAX seconds are broker countdowns; longer ones wait in
+# the database and the sweep (every PIPELINE_SWEEP_SECONDS) sends them when due. A started Task attempt whose
+# worker died is taken back by the sweep after PIPELINE_TASK_LEASE_SECONDS (longer than the task time limit).
+PIPELINE_COUNTDOWN_MAX = env.float("PIPELINE_COUNTDOWN_MAX", default=300.0)
+PIPELINE_TASK_LEASE_SECONDS = env.float("PIPELINE_TASK_LEASE_SECONDS", default=CELERY_TASK_TIME_LIMIT + 30)
+PIPELINE_LOST_MESSAGE_SECONDS = env.float("PIPELINE_LOST_MESSAGE_SECONDS", default=60.0)
+PIPELINE_REDRIVE_DAYS = env.int("PIPELINE_REDRIVE_DAYS", default=14)
+PIPELINE_SWEEP_SECONDS = env.float("PIPELINE_SWEEP_SECONDS", default=5.0)
+CELERY_BEAT_SCHEDULE["forecasting-sweep"] = {"task": "forecasting.sweep", "schedule": PIPELINE_SWEEP_SECONDS}
+
 # --- Metrics --------------------------------------------------------------------------------------------
 # Every process (web, workers) writes its counters here; /metrics adds them up (prometheus_client's
 # multiprocess mode). One folder per host; the run stack empties it at start.
