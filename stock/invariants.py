@@ -58,7 +58,7 @@ def invariant_violations() -> list[str]:
         }.items():
             if value != level.reserved:
                 problems.append(f"{sku}: reserved {level.reserved} != {name} {value}")
-        if level.reserved > level.on_hand or level.available < 0:
+        if level.reserved > level.on_hand:  # the same as available < 0
             problems.append(f"{sku}: reserved {level.reserved} exceeds on hand {level.on_hand}")
     bad_batches = Batch.objects.filter(Q(quantity_remaining__lt=0) | Q(quantity_reserved__gt=0, status="expired"))
     problems.extend(

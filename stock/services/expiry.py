@@ -31,60 +31,64 @@ def expire_batches(*, today: date | None = None, skus: Collection[str] | None = 
     return expired
 
 
-@transaction.atomic
 def _expire_ingredient(ingredient_id: int, today: date) -> int:
-    book = LevelBook([ingredient_id])
-    expiring = list(
-        Batch.objects.filter(ingredient_id=ingredient_id, status=Batch.Status.ACTIVE, best_before__lt=today).order_by(
-            "best_before", "id"
+    with transaction.atomic():  # not a decorator: mutmut does not mutate decorated functions
+        book = LevelBook([ingredient_id])
+        expiring = list(
+            Batch.objects.filter(
+                ingredient_id=ingredient_id, status=Batch.Status.ACTIVE, best_before__lt=today
+            ).order_by("best_before", "id")
         )
-    )
-    if not expiring:
-        return 0
-    events = []
-    at_risk: dict[int, dict] = {}
-    for batch in expiring:
-        for allocation in Allocation.objects.filter(batch=batch, open=True).select_related("reservation"):
-            missing = _reallocate(book, allocation, today)
-            if missing > 0:
-                at_risk.setdefault(allocation.reservation_id, {"reservation": allocation.reservation, "items": []})
-                at_risk[allocation.reservation_id]["items"].append(
-                    {"sku": book.levels[ingredient_id].ingredient.sku, "batch_id": batch.id, "missing": str(missing)}
+        if not expiring:
+            return 0
+        events = []
+        at_risk: dict[int, dict] = {}
+        for batch in expiring:
+            for allocation in Allocation.objects.filter(batch=batch, open=True).select_related("reservation"):
+                missing = _reallocate(book, allocation, today)
+                if missing > 0:
+                    at_risk.setdefault(allocation.reservation_id, {"reservation": allocation.reservation, "items": []})
+                    at_risk[allocation.reservation_id]["items"].append(
+                        {
+                            "sku": book.levels[ingredient_id].ingredient.sku,
+                            "batch_id": batch.id,
+                            "missing": str(missing),
+                        }
+                    )
+            batch.refresh_from_db()
+            book.move(
+                Movement.Kind.EXPIRE,
+                ingredient_id,
+                on_hand=-batch.quantity_remaining,
+                batch_id=batch.id,
+                note=f"best before {batch.best_before}",
+            )
+            Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.EXPIRED, quantity_remaining=ZERO)
+            events.append(
+                NewEvent(
+                    "stock.batch_expired",
+                    {
+                        "batch_id": batch.id,
+                        "sku": book.levels[ingredient_id].ingredient.sku,
+                        "lot": batch.lot,
+                        "best_before": batch.best_before.isoformat(),
+                        "quantity": str(batch.quantity_remaining),
+                    },
+                    key=f"batch-{batch.id}",
                 )
-        batch.refresh_from_db()
-        book.move(
-            Movement.Kind.EXPIRE,
-            ingredient_id,
-            on_hand=-batch.quantity_remaining,
-            batch_id=batch.id,
-            note=f"best before {batch.best_before}",
-        )
-        Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.EXPIRED, quantity_remaining=ZERO)
-        events.append(
-            NewEvent(
-                "stock.batch_expired",
-                {
-                    "batch_id": batch.id,
-                    "sku": book.levels[ingredient_id].ingredient.sku,
-                    "lot": batch.lot,
-                    "best_before": batch.best_before.isoformat(),
-                    "quantity": str(batch.quantity_remaining),
-                },
-                key=f"batch-{batch.id}",
             )
-        )
-    for entry in at_risk.values():
-        reservation = entry["reservation"]
-        Reservation.objects.filter(pk=reservation.pk).update(at_risk=True)
-        events.append(
-            NewEvent(
-                "stock.reservation_at_risk",
-                {"transaction_id": reservation.transaction_id, "items": entry["items"]},
-                key=reservation.transaction_id,
+        for entry in at_risk.values():
+            reservation = entry["reservation"]
+            Reservation.objects.filter(pk=reservation.pk).update(at_risk=True)
+            events.append(
+                NewEvent(
+                    "stock.reservation_at_risk",
+                    {"transaction_id": reservation.transaction_id, "items": entry["items"]},
+                    key=reservation.transaction_id,
+                )
             )
-        )
-    publish_many(book.save() + events, with_keys=False)
-    return len(expiring)
+        publish_many(book.save() + events, with_keys=False)
+        return len(expiring)
 
 
 def _reallocate(book: LevelBook, allocation: Allocation, today: date) -> Decimal:
@@ -92,9 +96,10 @@ def _reallocate(book: LevelBook, allocation: Allocation, today: date) -> Decimal
     reservation = allocation.reservation
     not_before = max(today, reservation.needed_by) if reservation.needed_by else today
     needed = allocation.quantity
+    # Not the expiring batch itself: its best-before is before today, so before ``not_before``.
     candidates = Batch.objects.filter(
         ingredient_id=allocation.ingredient_id, status=Batch.Status.ACTIVE, best_before__gte=not_before
-    ).exclude(pk=allocation.batch_id)
+    )
     moved = []
     for batch in candidates.order_by("best_before", "id"):
         if needed <= 0:

@@ -412,57 +412,57 @@ def _close_in_database(transaction_id: str, status: str, note: str) -> Reservati
     return Reservation.objects.get(pk=result["id"])
 
 
-@transaction.atomic
 def _commit_in_python(transaction_id: str) -> Reservation:
-    reservation, book, allocations = _locked_open(transaction_id)
-    if reservation.status == Reservation.Status.COMMITTED:
-        return reservation
-    if reservation.status != Reservation.Status.RESERVED:
-        raise ReservationClosed(f"Reservation {transaction_id} is {reservation.status}.")
-    taken: dict[int, Decimal] = defaultdict(lambda: ZERO)  # per batch: expiry may re-allocate onto one twice
-    for allocation in allocations:
-        taken[allocation.batch_id] += allocation.quantity
-        book.move(
-            Movement.Kind.CONSUME,
-            allocation.ingredient_id,
-            on_hand=-allocation.quantity,
-            reserved=-allocation.quantity,
-            batch_id=allocation.batch_id,
-            reservation_id=reservation.id,
-        )
-    batches = {allocation.batch_id: allocation.batch for allocation in allocations}
-    for batch_id, quantity in taken.items():
-        batch = batches[batch_id]
-        Batch.objects.filter(pk=batch_id).update(
-            quantity_remaining=F("quantity_remaining") - quantity,
-            quantity_reserved=F("quantity_reserved") - quantity,
-            status=Batch.Status.DEPLETED if batch.quantity_remaining - quantity == 0 else batch.status,
-        )
-    Allocation.objects.filter(id__in=[a.id for a in allocations]).update(open=False)
-    return _close(reservation, book, allocations, Reservation.Status.COMMITTED, "stock.reservation_committed")
+    with transaction.atomic():  # not a decorator: mutmut does not mutate decorated functions
+        reservation, book, allocations = _locked_open(transaction_id)
+        if reservation.status == Reservation.Status.COMMITTED:
+            return reservation
+        if reservation.status != Reservation.Status.RESERVED:
+            raise ReservationClosed(f"Reservation {transaction_id} is {reservation.status}.")
+        taken: dict[int, Decimal] = defaultdict(lambda: ZERO)  # per batch: expiry may re-allocate onto one twice
+        for allocation in allocations:
+            taken[allocation.batch_id] += allocation.quantity
+            book.move(
+                Movement.Kind.CONSUME,
+                allocation.ingredient_id,
+                on_hand=-allocation.quantity,
+                reserved=-allocation.quantity,
+                batch_id=allocation.batch_id,
+                reservation_id=reservation.id,
+            )
+        batches = {allocation.batch_id: allocation.batch for allocation in allocations}
+        for batch_id, quantity in taken.items():
+            batch = batches[batch_id]
+            Batch.objects.filter(pk=batch_id).update(
+                quantity_remaining=F("quantity_remaining") - quantity,
+                quantity_reserved=F("quantity_reserved") - quantity,
+                status=Batch.Status.DEPLETED if batch.quantity_remaining - quantity == 0 else batch.status,
+            )
+        Allocation.objects.filter(id__in=[a.id for a in allocations]).update(open=False)
+        return _close(reservation, book, allocations, Reservation.Status.COMMITTED, "stock.reservation_committed")
 
 
-@transaction.atomic
 def _release_in_python(transaction_id: str, note: str) -> Reservation:
-    reservation, book, allocations = _locked_open(transaction_id)
-    if reservation.status == Reservation.Status.RELEASED:
-        return reservation
-    if reservation.status != Reservation.Status.RESERVED:
-        raise ReservationClosed(f"Reservation {transaction_id} is {reservation.status}.")
-    for allocation in allocations:
-        Batch.objects.filter(pk=allocation.batch_id).update(
-            quantity_reserved=F("quantity_reserved") - allocation.quantity
-        )
-        book.move(
-            Movement.Kind.RELEASE,
-            allocation.ingredient_id,
-            reserved=-allocation.quantity,
-            batch_id=allocation.batch_id,
-            reservation_id=reservation.id,
-            note=note,
-        )
-    Allocation.objects.filter(id__in=[a.id for a in allocations]).update(open=False)
-    return _close(reservation, book, allocations, Reservation.Status.RELEASED, "stock.reservation_released")
+    with transaction.atomic():  # not a decorator: mutmut does not mutate decorated functions
+        reservation, book, allocations = _locked_open(transaction_id)
+        if reservation.status == Reservation.Status.RELEASED:
+            return reservation
+        if reservation.status != Reservation.Status.RESERVED:
+            raise ReservationClosed(f"Reservation {transaction_id} is {reservation.status}.")
+        for allocation in allocations:
+            Batch.objects.filter(pk=allocation.batch_id).update(
+                quantity_reserved=F("quantity_reserved") - allocation.quantity
+            )
+            book.move(
+                Movement.Kind.RELEASE,
+                allocation.ingredient_id,
+                reserved=-allocation.quantity,
+                batch_id=allocation.batch_id,
+                reservation_id=reservation.id,
+                note=note,
+            )
+        Allocation.objects.filter(id__in=[a.id for a in allocations]).update(open=False)
+        return _close(reservation, book, allocations, Reservation.Status.RELEASED, "stock.reservation_released")
 
 
 def _close(
