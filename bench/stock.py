@@ -180,6 +180,27 @@ def group_http_rate(skus: list[str], seconds: float, label: str, base: str, toke
     return run_clients(GROUP_CLIENTS, seconds, work) * GROUP_SIZE / seconds
 
 
+def free_port() -> int:
+    """A port nobody listens on now (others run servers on this machine too)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def group_queries_per_call(skus: list[str], label: str) -> int:
+    """Database queries of one ``reserve_many`` call of 100 requests (one on PostgreSQL)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from stock import services
+
+    with CaptureQueriesContext(connection) as queries:
+        services.reserve_many(requests=group_requests(skus, label))
+    return len(queries)
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
@@ -386,7 +407,7 @@ def main() -> None:
                 )
         if parts & {"http", "group"}:
             progress(f"HTTP API through gunicorn{suffix}")
-            port = 18700
+            port = free_port()
             web = WebServer(env, port, args.web_workers, args.web_threads)
             try:
                 for case, skus in cases.items():
@@ -429,6 +450,8 @@ def main() -> None:
     results["oversold_units"] = 0 if not violations else None
     results["invariant_violations"] = violations[:10]
     results["group"] = {"requests_per_call": GROUP_SIZE, "items_per_request": 3, "client_processes": GROUP_CLIENTS}
+    if "group" in parts:
+        results["group"]["queries_per_call"] = group_queries_per_call(wide, "queries")
     results["targets"] = {
         "service_ratio": 0.5,
         "http_ratio": 0.25,
@@ -436,15 +459,23 @@ def main() -> None:
         "group_service_ratio": {"wide": 0.75, "hot": 1.0},
         "group_http_ratio": {"wide": 0.5},
     }
-    results["targets_met"] = {
+    ran = {  # a part not run meets nothing: null, not false
+        "service_ratio": "service" in parts,
+        "http_ratio": "http" in parts,
+        "receipt_rows_per_s": "receipts" in parts,
+        "group_service_ratio": "group" in parts,
+        "group_http_ratio": "group" in parts,
+    }
+    met = {
         "service_ratio": all(results[c]["service_ratio"] >= 0.5 for c in ("wide", "hot")),
         "http_ratio": all(results[c]["http_ratio"] >= 0.25 for c in ("wide", "hot")),
         "receipt_rows_per_s": receipts >= 20000,
         "group_service_ratio": results["wide"]["group_service_ratio"] >= 0.75
         and results["hot"]["group_service_ratio"] >= 1.0,
         "group_http_ratio": results["wide"]["group_http_ratio"] >= 0.5,
-        "nothing_oversold": not violations,
     }
+    results["targets_met"] = {name: met[name] if ran[name] else None for name in met}
+    results["targets_met"]["nothing_oversold"] = not violations
     print(json.dumps({"benchmark": "stock", **results}, indent=2))
 
 
