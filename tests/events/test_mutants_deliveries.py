@@ -1,0 +1,264 @@
+"""Deliveries: the kick on the broker, batches and budget, leases, missing handlers, durations and the alarm
+(mutation survivors, README)."""
+
+import base64
+import json
+import logging
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+import redis
+from django.conf import settings as django_settings
+from django.utils import timezone
+
+from supplychain.events import services, signals
+from supplychain.events.models import AuditEntry, Delivery, OutboxEvent, Subscription
+from tests.events.factories import SubscriptionFactory
+from tests.probe.models import Effect, Switch
+
+pytestmark = pytest.mark.django_db
+THING = "probe.thing_happened"
+
+
+def publish_and_relay(count: int = 1, **extra) -> list[OutboxEvent]:
+    events = [services.publish(THING, {"sku": "ham", "quantity": n + 1, **extra}) for n in range(count)]
+    services.relay_pending()
+    return events
+
+
+def attempts() -> list[AuditEntry]:
+    return list(AuditEntry.objects.filter(kind="attempt").order_by("id"))
+
+
+@pytest.fixture
+def broker():
+    client = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
+    yield client
+    client.close()
+
+
+def messages(broker, queue: str) -> list[dict]:
+    found = []
+    for raw in broker.lrange(queue, 0, -1):
+        message = json.loads(raw)
+        body = json.loads(base64.b64decode(message["body"]))
+        found.append({"task": message["headers"]["task"], "args": body[0], "eta": message["headers"].get("eta")})
+    return found
+
+
+def test_a_delivery_kick_is_the_deliver_task_for_that_subscription_on_its_own_queue(broker):
+    queue = f"mutants-{uuid.uuid4().hex[:8]}"
+    subscription = SubscriptionFactory(name="kicked", queue=queue)
+    try:
+        services.kick_deliveries([subscription])
+        services.kick_deliveries([subscription], countdown=30)
+        sent = messages(broker, queue)
+    finally:
+        broker.delete(queue)
+    assert [(m["task"], m["args"]) for m in sent] == [("events.deliver", [subscription.id])] * 2
+    etas = sorted(sent, key=lambda m: m["eta"] is not None)
+    assert etas[0]["eta"] is None
+    eta = timezone.datetime.fromisoformat(etas[1]["eta"])
+    assert 25 <= (eta - timezone.now()).total_seconds() <= 30
+
+
+def test_a_kick_the_broker_refuses_is_logged_and_the_other_subscriptions_are_still_kicked(monkeypatch, caplog):
+    first, second = SubscriptionFactory(name="first"), SubscriptionFactory(name="second")
+    sent = []
+
+    def send_task(name, args, **options):
+        if args == (first.id,):
+            raise ConnectionError("broker down")
+        sent.append(args)
+
+    monkeypatch.setattr(services.deliveries.celery_app, "send_task", send_task)
+    with caplog.at_level(logging.WARNING, logger="supplychain.events.services.deliveries"):
+        services.kick_deliveries([first, second])
+    assert sent == [(second.id,)]
+    warned = [r.getMessage() for r in caplog.records]
+    assert warned == ["delivery kick for first not sent (broker down); the sweep will"]
+
+
+def test_the_relay_kick_sends_the_relay_task_to_the_events_queue(broker):
+    def relays() -> int:
+        return sum(m["task"] == "events.relay" for m in messages(broker, "events"))
+
+    before = relays()
+    services.publishing._send_relay()
+    assert relays() == before + 1
+
+
+def test_an_inactive_subscription_gets_nothing_delivered():
+    subscription = SubscriptionFactory(handler="probe-a")
+    publish_and_relay()
+    Subscription.objects.filter(pk=subscription.pk).update(active=False)
+    assert services.process_deliveries(subscription_id=subscription.id).claimed == 0
+    assert Delivery.objects.get().status == "pending"
+
+
+def test_deliveries_are_drained_in_batches_of_the_given_size_and_counted_across_them():
+    subscription = SubscriptionFactory(handler="probe-a")
+    publish_and_relay(5)
+    report = services.process_deliveries(subscription_id=subscription.id, batch_size=2)
+    assert (report.claimed, report.succeeded) == (5, 5)
+    assert Effect.objects.count() == 5
+
+
+def test_the_delivery_batch_setting_and_the_time_budget_stop_a_drain_after_the_first_batch(settings):
+    """A batch sleeping past the budget ends the drain: the rest waits for the next task."""
+    settings.EVENTS_DELIVERY_BATCH = 2
+    settings.EVENTS_TIME_BUDGET = 0.05
+    subscription = SubscriptionFactory(handler="probe-a")
+    publish_and_relay(5, sleep=0.06)
+    report = services.process_deliveries(subscription_id=subscription.id)
+    assert (report.claimed, report.succeeded) == (2, 2)
+    assert Delivery.objects.filter(status="pending").count() == 3
+
+
+def test_a_claim_is_leased_by_the_worker_named_and_for_the_lease_setting(settings):
+    settings.EVENTS_LEASE_SECONDS = 7
+    Switch.objects.create(name="broken", on=True)
+    subscription = SubscriptionFactory(handler="probe-flaky", max_attempts=3)
+    publish_and_relay()
+    (claimed,) = services.deliveries._claim(subscription, 10, "w1@host")
+    assert 6 <= (claimed.visible_at - timezone.now()).total_seconds() <= 7
+    Delivery.objects.update(visible_at=timezone.now() - timedelta(seconds=1))
+
+    services.process_deliveries(subscription_id=subscription.id, worker="w2@host")
+    assert Delivery.objects.get().leased_by == "w2@host"
+    Delivery.objects.update(visible_at=timezone.now() - timedelta(seconds=1))
+    services.process_deliveries(subscription_id=subscription.id)
+    assert Delivery.objects.get().leased_by == ""  # no worker named: leased by no one
+
+
+@pytest.fixture
+def kicks(monkeypatch):
+    sent = []
+    monkeypatch.setattr(
+        services.deliveries, "kick_deliveries", lambda subs, countdown=None: sent.append((list(subs), countdown))
+    )
+    return sent
+
+
+@pytest.mark.parametrize(("countdown_max", "kicked"), [(30, True), (29.9, False)])
+def test_a_retry_is_kicked_with_a_countdown_up_to_the_countdown_setting(settings, kicks, countdown_max, kicked):
+    settings.EVENTS_COUNTDOWN_MAX = countdown_max
+    Switch.objects.create(name="broken", on=True)
+    subscription = SubscriptionFactory(handler="probe-flaky", initial_interval=30, max_attempts=3)
+    publish_and_relay()
+    assert services.process_deliveries(subscription_id=subscription.id).retrying == 1
+    assert kicks == ([([subscription], 30.1)] if kicked else [])
+
+
+def test_a_subscription_with_invalid_delivery_settings_dead_letters_its_due_deliveries(
+    alarms, django_capture_on_commit_callbacks
+):
+    subscription = SubscriptionFactory(name="broken-policy", handler="probe-a", max_attempts=3)
+    publish_and_relay(3)
+    Subscription.objects.filter(pk=subscription.pk).update(initial_interval=-1)  # written past validation
+    with django_capture_on_commit_callbacks(execute=True):
+        report = services.process_deliveries(subscription_id=subscription.id, batch_size=2)
+    assert (report.claimed, report.dead, report.succeeded) == (3, 3, 0)
+    rows = list(Delivery.objects.order_by("id"))
+    assert {(row.status, row.attempts, row.total_attempts) for row in rows} == {("dead", 1, 1)}
+    assert rows[0].last_error.startswith("The subscription's delivery settings are invalid")
+    assert "initial_interval" in rows[0].last_error
+    assert Effect.objects.count() == 0
+    assert alarms == [("broken-policy", 2, "alarm")]  # raised by the first batch of two
+
+
+def test_a_missing_handler_is_a_failed_attempt_naming_it():
+    subscription = SubscriptionFactory(handler="no-such-handler", max_attempts=3, initial_interval=30)
+    publish_and_relay(2)
+    report = services.process_deliveries(subscription_id=subscription.id)
+    assert (report.claimed, report.retrying, report.succeeded) == (2, 2, 0)
+    errors = {row.last_error for row in Delivery.objects.all()}
+    assert errors == {"no handler named 'no-such-handler' in this worker"}
+    assert [(a.outcome, a.duration_ms) for a in attempts()] == [("failed", 0.0)] * 2
+
+
+def test_a_failing_handler_records_the_exception_type_and_message_cut_to_2000_characters():
+    Switch.objects.create(name="broken", on=True)
+    subscription = SubscriptionFactory(handler="probe-flaky", max_attempts=3, initial_interval=30)
+    publish_and_relay()
+    services.process_deliveries(subscription_id=subscription.id)
+    assert Delivery.objects.get().last_error == "RuntimeError: probe is broken"
+
+    long = SubscriptionFactory(handler="probe-a", max_attempts=3, initial_interval=30, event_types=["probe.*"])
+    publish_and_relay(started_file="/nonexistent-dir/" + "x" * 2100)  # its error names the path
+    services.process_deliveries(subscription_id=long.id)
+    error = Delivery.objects.get(subscription=long).last_error
+    assert len(error) == 2000
+    assert error.startswith("OSError: ") or error.startswith("FileNotFoundError: ")
+
+
+def test_a_batch_handler_runs_once_for_the_batch_and_each_attempt_gets_its_share_of_the_time():
+    """One call for the batch: the attempts share its duration equally (one sleeping event costs them all)."""
+    for count in (2, 4):
+        subscription = SubscriptionFactory(handler="probe-a")
+        services.publish(THING, {"sku": "ham", "quantity": 1, "sleep": 0.2})
+        for n in range(count - 1):
+            services.publish(THING, {"sku": "ham", "quantity": n + 2})
+        services.relay_pending()
+        started = time.perf_counter()
+        assert services.process_deliveries(subscription_id=subscription.id).succeeded == count
+        wall_ms = (time.perf_counter() - started) * 1000
+        durations = [a.duration_ms for a in AuditEntry.objects.filter(kind="attempt", subscription=subscription.name)]
+        assert len(set(durations)) == 1, durations  # one measured call, split
+        assert 200 / count <= durations[0] <= wall_ms / count
+        Subscription.objects.filter(pk=subscription.pk).update(active=False)
+
+
+def test_attempt_durations_are_milliseconds_kept_to_the_microsecond():
+    subscription = SubscriptionFactory(handler="probe-flaky", max_attempts=3)
+    events = publish_and_relay(6, sleep=0.0)
+    services.publish(THING, {"sku": "ham", "quantity": 1})  # not delivered: published after the relay
+    started = time.perf_counter()
+    services.process_deliveries(subscription_id=subscription.id)
+    wall_ms = (time.perf_counter() - started) * 1000
+    durations = [a.duration_ms for a in attempts()]
+    assert len(durations) == len(events)
+    assert all(0 < d < wall_ms and round(d, 3) == d for d in durations)
+    assert any(round(d) != d for d in durations)
+    assert any(round(d, 2) != d for d in durations)  # three decimals are kept, not fewer
+
+
+@pytest.fixture
+def alarms():
+    heard = []
+
+    def receiver(sender, subscription, dead_count, **kwargs):
+        heard.append((subscription.name, dead_count, subscription.alarm_state))
+
+    signals.dead_letters_raised.connect(receiver, sender=Subscription)
+    yield heard
+    signals.dead_letters_raised.disconnect(receiver, sender=Subscription)
+
+
+def test_the_alarm_is_one_subscriptions_own(django_capture_on_commit_callbacks, alarms):
+    Switch.objects.create(name="broken", on=True)
+    fragile = SubscriptionFactory(name="fragile", handler="probe-flaky", max_attempts=1)
+    bystander = SubscriptionFactory(name="bystander", handler="probe-flaky", max_attempts=1)
+    sturdy = SubscriptionFactory(name="sturdy", handler="probe-a")
+    publish_and_relay(2)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.process_deliveries(subscription_id=bystander.id)
+        services.process_deliveries(subscription_id=fragile.id)
+    states = dict(Subscription.objects.values_list("name", "alarm_state"))
+    assert states == {"fragile": "alarm", "bystander": "alarm", "sturdy": "ok"}
+    raised = OutboxEvent.objects.filter(type="events.dead_letters_raised").order_by("id")
+    assert [(e.key, e.payload["subscription"], e.payload["dead_count"]) for e in raised] == [
+        ("bystander", "bystander", 2),
+        ("fragile", "fragile", 2),
+    ]
+    assert alarms == [("bystander", 2, "alarm"), ("fragile", 2, "alarm")]
+    assert Subscription.objects.get(pk=sturdy.pk).alarm_state == "ok"
+
+    # fragile's letters delivered after a redrive clear its alarm, though bystander's are still dead
+    Switch.objects.filter(name="broken").update(on=False)
+    services.redrive_deliveries(subscription="fragile")
+    services.process_deliveries(subscription_id=fragile.id)
+    states = dict(Subscription.objects.values_list("name", "alarm_state"))
+    assert states == {"fragile": "ok", "bystander": "alarm", "sturdy": "ok"}

@@ -1,0 +1,145 @@
+"""The relay, the sweep and redrive: which rows each one takes, and what it leaves (mutation survivors, README)."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from supplychain.events import services
+from supplychain.events.models import AuditEntry, Delivery
+from tests.events.factories import SubscriptionFactory
+from tests.probe.models import Switch
+
+pytestmark = pytest.mark.django_db
+THING = "probe.thing_happened"
+
+
+def due_now():
+    Delivery.objects.update(visible_at=timezone.now() - timedelta(seconds=1))
+
+
+def dead_letters(subscription, count: int, event_type: str = THING) -> list[Delivery]:
+    """``count`` events of ``event_type`` delivered to ``subscription`` (max_attempts=1, a broken handler): dead."""
+    Switch.objects.update_or_create(name="broken", defaults={"on": True})
+    events = [services.publish(event_type, {"sku": "ham", "quantity": n + 1}) for n in range(count)]
+    services.relay_pending()
+    services.process_deliveries(subscription_id=subscription.id)
+    Switch.objects.filter(name="broken").update(on=False)
+    rows = list(Delivery.objects.filter(subscription=subscription, event__in=events).order_by("id"))
+    assert [row.status for row in rows] == ["dead"] * count
+    return rows
+
+
+def statuses(rows) -> list[str]:
+    return [Delivery.objects.get(pk=row.pk).status for row in rows]
+
+
+@pytest.fixture
+def fragile():
+    return SubscriptionFactory(name="fragile", handler="probe-flaky", max_attempts=1, event_types=["probe.*"])
+
+
+def test_redrive_by_id_takes_only_that_dead_delivery_and_never_a_finished_one(fragile):
+    first, second = dead_letters(fragile, 2)
+    fine = SubscriptionFactory(name="fine", handler="probe-a")
+    services.publish(THING, {"sku": "ham", "quantity": 9})
+    services.relay_pending()
+    services.process_deliveries(subscription_id=fine.id)
+    succeeded = Delivery.objects.get(subscription=fine, status="succeeded")
+
+    assert services.redrive_deliveries(delivery_ids=[first.id, succeeded.id]) == 1
+    assert statuses([first, second, succeeded]) == ["pending", "dead", "succeeded"]
+
+
+def test_a_redriven_delivery_starts_a_new_round_now_and_its_audit_names_the_actor(fragile):
+    (dead,) = dead_letters(fragile, 1)
+    assert Delivery.objects.get(pk=dead.pk).dead_at is not None
+    before = timezone.now()
+
+    assert services.redrive_deliveries(delivery_ids=[dead.id]) == 1
+
+    row = Delivery.objects.get(pk=dead.pk)
+    assert (row.status, row.attempts, row.total_attempts, row.redrive_count, row.dead_at) == ("pending", 0, 1, 1, None)
+    assert before <= row.visible_at <= timezone.now()
+    audit = AuditEntry.objects.get(kind="redriven", delivery_id=dead.id)
+    assert (audit.outcome, audit.subscription, audit.event_type) == ("redriven", "fragile", THING)
+    assert audit.data == {"actor": "", "redrive": 1, "last_error": row.last_error}
+    assert "probe is broken" in row.last_error
+
+
+def test_redrive_by_subscription_takes_its_dead_letters_only(fragile):
+    other = SubscriptionFactory(name="other", handler="probe-flaky", max_attempts=1)
+    Switch.objects.create(name="broken", on=True)
+    services.publish(THING, {"sku": "ham", "quantity": 1})
+    services.relay_pending()
+    services.process_deliveries(subscription_id=fragile.id)
+    services.process_deliveries(subscription_id=other.id)
+    Switch.objects.filter(name="broken").update(on=False)
+    services.publish(THING, {"sku": "ham", "quantity": 2})  # delivered fine to both
+    services.relay_pending()
+    services.process_deliveries(subscription_id=fragile.id)
+    services.process_deliveries(subscription_id=other.id)
+    assert sorted(Delivery.objects.values_list("status", flat=True)) == ["dead", "dead", "succeeded", "succeeded"]
+
+    assert services.redrive_deliveries(subscription="fragile") == 1
+    assert sorted(Delivery.objects.filter(subscription=fragile).values_list("status", flat=True)) == [
+        "pending",
+        "succeeded",
+    ]
+    assert Delivery.objects.get(subscription=other, status__in=["dead", "pending"]).status == "dead"
+    assert services.redrive_deliveries(delivery_ids=[], subscription="other") == 0  # both selectors apply
+
+
+def test_redrive_by_event_type_exact_or_by_prefix_pattern(fragile):
+    SubscriptionFactory(name="bystander", handler="probe-a")  # its deliveries stay pending: not dead
+    thing = dead_letters(fragile, 1, THING)
+    assert services.redrive_deliveries(event_type="probe.thing") == 0  # exact, not a prefix
+    assert services.redrive_deliveries(event_type="*thing_happened") == 0  # the star only ends a pattern
+    assert services.redrive_deliveries(event_type="probe.thing_happened") == 1
+    assert statuses(thing) == ["pending"]
+
+    dead_letters(fragile, 1, THING)  # the redriven one goes dead again with it
+    assert services.redrive_deliveries(event_type="stock.*") == 0
+    assert services.redrive_deliveries(event_type="probe.th*", subscription="nobody") == 0
+    assert services.redrive_deliveries(event_type="probe.th*") == 2
+    assert services.redrive_deliveries(event_type="probe.thing_happened", subscription="nobody") == 0
+
+
+def test_redrive_by_a_dead_time_window_takes_only_the_letters_inside_it(fragile):
+    older, newer = dead_letters(fragile, 2)
+    now = timezone.now()
+    Delivery.objects.filter(pk=older.pk).update(dead_at=now - timedelta(hours=2))
+    Delivery.objects.filter(pk=newer.pk).update(dead_at=now - timedelta(minutes=5))
+
+    assert services.redrive_deliveries(dead_before=now - timedelta(hours=3)) == 0
+    assert services.redrive_deliveries(dead_since=now - timedelta(hours=1), subscription="nobody") == 0
+    assert services.redrive_deliveries(dead_since=now - timedelta(hours=1)) == 1
+    assert statuses([older, newer]) == ["dead", "pending"]
+    assert services.redrive_deliveries(dead_before=now - timedelta(hours=1), subscription="nobody") == 0
+    assert services.redrive_deliveries(dead_before=now - timedelta(hours=1)) == 1
+    assert statuses([older, newer]) == ["pending", "pending"]
+
+
+def test_redrive_all_dead_takes_every_dead_letter_and_nothing_else(fragile):
+    dead = dead_letters(fragile, 2)
+    assert services.redrive_deliveries(all_dead=True) == 2
+    assert statuses(dead) == ["pending", "pending"]
+    assert services.redrive_deliveries(all_dead=True) == 0  # nothing dead is left
+
+
+def test_redrive_refuses_without_a_selector_and_says_what_to_give(fragile):
+    dead_letters(fragile, 1)
+    for empty in ({}, {"subscription": ""}, {"event_type": ""}, {"all_dead": False}):
+        with pytest.raises(services.NothingToRedrive) as refused:
+            services.redrive_deliveries(**empty)
+        assert str(refused.value) == "Give delivery ids, a subscription, an event type, a time window, or all."
+    assert Delivery.objects.get().status == "dead"
+
+
+def test_the_sweep_does_not_kick_a_subscription_whose_due_rows_are_all_finished():
+    live = SubscriptionFactory(name="live", handler="probe-a")
+    services.publish(THING, {"sku": "ham", "quantity": 1})
+    services.relay_pending()
+    services.process_deliveries(subscription_id=live.id)
+    due_now()  # a succeeded delivery's visibility time has passed too
+    assert services.sweep() == {"relayed": 0, "kicked": []}
