@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from celery import shared_task
 from django.utils import timezone
 
@@ -13,7 +15,7 @@ ENGINE_TASK = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result"
 @shared_task(name="forecasting.run_attempt", bind=True, **ENGINE_TASK)
 def run_attempt(self, attempt_id: int) -> None:
     """Run one attempt of a Task state; its outcome is recorded as data (this task never raises for it)."""
-    services.run_attempt(attempt_id, worker=self.request.hostname or "")
+    services.run_attempt(attempt_id, worker=f"{self.request.hostname or ''} pid {os.getpid()}")
 
 
 @shared_task(name="forecasting.resume_branch", **ENGINE_TASK)
