@@ -1,10 +1,11 @@
-"""Admin of integrations: orders with their timeline, read-only (every change goes through the lifecycle)."""
+"""Admin of integrations: orders with their timeline (read-only: every change goes through the lifecycle), partner
+messages with replay of parked ones, and the couriers' status vocabulary (editable)."""
 
 from django.contrib import admin, messages
 
 from integrations import services
 from integrations.errors import IllegalTransition
-from integrations.models import Order, OrderTransition
+from integrations.models import Order, OrderTransition, PartnerMessage, StatusVocabulary
 
 
 class TimelineInline(admin.TabularInline):
@@ -14,6 +15,22 @@ class TimelineInline(admin.TabularInline):
     extra = 0
     can_delete = False
     ordering = ["occurred_at", "id"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class PartnerMessageInline(admin.TabularInline):
+    model = PartnerMessage
+    fields = ["received_at", "partner", "direction", "kind", "raw_status", "status", "reason", "message_id"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["received_at", "id"]
+    show_change_link = True
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -40,7 +57,7 @@ class OrderAdmin(admin.ModelAdmin):
         "status_changed_at",
     ]
     exclude = ["request_hash"]
-    inlines = [TimelineInline]
+    inlines = [TimelineInline, PartnerMessageInline]
     actions = ["cancel_orders"]
     show_full_result_count = False  # counting millions of orders on every list page is slow
 
@@ -64,3 +81,49 @@ class OrderAdmin(admin.ModelAdmin):
             self.message_user(
                 request, f"{refused} refused: already picked or later (see the audit log).", messages.WARNING
             )
+
+
+@admin.register(PartnerMessage)
+class PartnerMessageAdmin(admin.ModelAdmin):
+    list_display = [
+        "received_at",
+        "partner",
+        "direction",
+        "kind",
+        "status",
+        "reason",
+        "raw_status",
+        "canonical_status",
+        "order_reference",
+        "replays",
+    ]
+    list_filter = ["status", "reason", "partner", "direction", "kind", "received_at"]
+    search_fields = ["message_id", "order_reference", "raw_status"]
+    date_hierarchy = "received_at"
+    readonly_fields = [field.name for field in PartnerMessage._meta.fields]
+    actions = ["replay_messages"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # the raw message is the record
+
+    @admin.action(
+        description="Replay the selected parked messages (after fixing vocabulary or order)", permissions=["change"]
+    )
+    def replay_messages(self, request, queryset):
+        ids = list(queryset.filter(status=PartnerMessage.Status.PARKED).values_list("id", flat=True))
+        counts = services.replay_messages(message_ids=ids, actor=f"operations:{request.user.get_username()}")
+        summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items())) or "nothing parked"
+        level = messages.WARNING if counts.get("parked") else messages.SUCCESS
+        self.message_user(request, f"Replayed {len(ids)}: {summary}.", level)
+
+
+@admin.register(StatusVocabulary)
+class StatusVocabularyAdmin(admin.ModelAdmin):
+    list_display = ["partner", "raw_status", "canonical_status", "description"]
+    list_filter = ["partner", "canonical_status"]
+    search_fields = ["raw_status", "description"]
+    list_editable = ["canonical_status"]

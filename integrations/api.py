@@ -135,6 +135,19 @@ class OrderTimelineSerializer(serializers.Serializer):
     detail = serializers.DictField()
 
 
+class OrderPartnerMessageSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    partner = serializers.CharField()
+    direction = serializers.ChoiceField(["in", "out"])
+    kind = serializers.CharField()
+    message_id = serializers.CharField()
+    received_at = serializers.DateTimeField()
+    raw_status = serializers.CharField(allow_null=True, help_text="The partner's own status word.")
+    canonical_status = serializers.CharField(allow_null=True)
+    status = serializers.CharField()
+    reason = serializers.CharField(allow_null=True)
+
+
 class OrderDetailSerializer(serializers.Serializer):
     order_id = serializers.CharField()
     status = serializers.ChoiceField(Order.Status.choices)
@@ -145,6 +158,7 @@ class OrderDetailSerializer(serializers.Serializer):
     status_changed_at = serializers.DateTimeField()
     lines = OrderLineTraceSerializer(many=True)
     timeline = OrderTimelineSerializer(many=True)
+    partner_messages = OrderPartnerMessageSerializer(many=True, help_text="Messages with partners, in and out.")
 
 
 class OrderMealSerializer(serializers.Serializer):
@@ -224,6 +238,7 @@ DETAIL_EXAMPLE = {
             "detail": {"reservation": "web-100234"},
         },
     ],
+    "partner_messages": [],
 }
 
 

@@ -24,3 +24,36 @@ class OrderNotFound(NotFound):
 class IllegalTransition(Conflict):
     type = "illegal_transition"
     title = "The order cannot move to this status from its current one."
+
+
+class UnknownPartner(NotFound):
+    type = "unknown_partner"
+    title = "No partner with this name."
+
+
+class PartnerDisabled(DomainError):
+    status = 403
+    type = "partner_disabled"
+    title = "This partner has no webhook secret configured, so its webhooks are refused."
+
+
+class WebhookRejected(DomainError):
+    status = 401
+    type = "webhook_signature_rejected"
+    title = "The webhook's signature is bad, missing or stale."
+
+
+class InvalidPartnerMessage(DomainError):
+    status = 400
+    type = "validation_error"
+    title = "The partner message cannot be read."
+
+
+class PartnerMessageNotFound(NotFound):
+    type = "partner_message_not_found"
+    title = "No partner message with this id."
+
+
+class NotParked(Conflict):
+    type = "not_parked"
+    title = "Only a parked message can be replayed."

@@ -90,3 +90,95 @@ class OrderTransition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status or '∅'} → {self.to_status}"
+
+
+class PartnerMessage(models.Model):
+    """One message that crossed the boundary with a partner, in or out, kept raw beside its translation.
+
+    Inbound messages are deduplicated by the partner's message id: the first one with an id is the one
+    applied (or parked, or rejected); a repeat is stored as ``duplicate`` and changes nothing. A parked
+    message (unknown status, unknown order) is replayed once the vocabulary or the order is fixed.
+    """
+
+    class Direction(models.TextChoices):
+        INBOUND = "in", "Inbound"
+        OUTBOUND = "out", "Outbound"
+
+    class Status(models.TextChoices):
+        APPLIED = "applied", "Applied"
+        PARKED = "parked", "Parked (replayable)"
+        DUPLICATE = "duplicate", "Duplicate (ignored)"
+        REJECTED = "rejected", "Rejected (refused transition)"
+        SENT = "sent", "Sent"
+
+    class Reason(models.TextChoices):
+        NONE = "", "—"
+        UNKNOWN_STATUS = "unknown_status", "Unknown status"
+        UNKNOWN_ORDER = "unknown_order", "Unknown order"
+        ILLEGAL_TRANSITION = "illegal_transition", "Illegal transition"
+        INVALID = "invalid", "Invalid content"
+
+    partner = models.CharField(max_length=50)
+    direction = models.CharField(max_length=3, choices=Direction.choices)
+    message_id = models.CharField(max_length=200, help_text="The partner's message id (ours for outbound).")
+    kind = models.CharField(max_length=50, help_text="pick_request, pick_confirmation, shipment, tracking_update…")
+    received_at = models.DateTimeField()
+    headers = models.JSONField(default=dict, blank=True)
+    body = models.TextField(help_text="As it was sent or received, byte for byte (UTF-8).")
+    translated = models.JSONField(default=dict, blank=True, help_text="The message in our own terms.")
+    raw_status = models.CharField(max_length=200, blank=True, help_text="The partner's status word, as sent.")
+    canonical_status = models.CharField(max_length=20, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    reason = models.CharField(max_length=20, choices=Reason.choices, blank=True, default="")
+    error = models.TextField(blank=True)
+    order_reference = models.CharField(max_length=200, blank=True, help_text="The order as the partner named it.")
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="partner_messages")
+    replays = models.PositiveIntegerField(default=0)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            # The dedupe key: one first message per partner message id (repeats are stored as duplicates).
+            models.UniqueConstraint(
+                fields=["partner", "direction", "message_id"],
+                condition=~Q(status="duplicate"),
+                name="one_partner_message_per_id",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "partner"], name="partner_message_status_idx"),
+            models.Index(fields=["order", "received_at"], name="partner_message_order_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.partner} {self.direction} {self.message_id} ({self.status})"
+
+
+class StatusVocabulary(models.Model):
+    """How one partner's status word translates to ours (``Delivered`` → ``delivered``); editable in the admin.
+
+    ``ignore`` marks a word that moves nothing (``InfoReceived``): the message is applied as a no-op.
+    A word without a row parks its message until a row is added and the message replayed.
+    """
+
+    class Canonical(models.TextChoices):
+        IN_TRANSIT = "in_transit", "In transit"
+        OUT_FOR_DELIVERY = "out_for_delivery", "Out for delivery"
+        DELIVERED = "delivered", "Delivered"
+        DELIVERY_FAILED = "delivery_failed", "Delivery failed"
+        RETURNED = "returned", "Returned"
+        IGNORE = "ignore", "Ignore (moves nothing)"
+
+    partner = models.CharField(max_length=50)
+    raw_status = models.CharField(max_length=200)
+    canonical_status = models.CharField(max_length=20, choices=Canonical.choices)
+    description = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["partner", "raw_status"]
+        verbose_name_plural = "status vocabulary"
+        constraints = [models.UniqueConstraint(fields=["partner", "raw_status"], name="one_word_per_partner")]
+
+    def __str__(self) -> str:
+        return f"{self.partner}: {self.raw_status} → {self.canonical_status}"

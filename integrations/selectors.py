@@ -9,7 +9,7 @@ from decimal import Decimal
 from django.db.models import QuerySet
 
 from integrations.errors import OrderNotFound
-from integrations.models import Order, OrderTransition
+from integrations.models import Order, OrderTransition, PartnerMessage
 from stock.models import Allocation, Recipe, RecipeIngredient
 
 
@@ -47,6 +47,25 @@ def timeline(order: Order) -> list[dict]:
             "detail": step.detail,
         }
         for step in OrderTransition.objects.filter(order=order).order_by("occurred_at", "id")
+    ]
+
+
+def partner_messages(order: Order) -> list[dict]:
+    """Every partner message about the order, in and out, oldest first (raw bodies stay in the admin and API)."""
+    return [
+        {
+            "id": message.id,
+            "partner": message.partner,
+            "direction": message.direction,
+            "kind": message.kind,
+            "message_id": message.message_id,
+            "received_at": message.received_at,
+            "raw_status": message.raw_status or None,
+            "canonical_status": message.canonical_status or None,
+            "status": message.status,
+            "reason": message.reason or None,
+        }
+        for message in PartnerMessage.objects.filter(order=order).order_by("received_at", "id")
     ]
 
 
@@ -143,4 +162,5 @@ def order_document(order: Order) -> dict:
         "status_changed_at": order.status_changed_at,
         "lines": traceability(order),
         "timeline": timeline(order),
+        "partner_messages": partner_messages(order),
     }

@@ -1,9 +1,15 @@
-"""URL patterns of integrations under /api/v1/: orders."""
+"""URL patterns of integrations under /api/v1/: orders, partner messages, inbound partner webhooks."""
 
+from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
-from integrations import api
+from integrations import api, partner_api
+from supplychain.core.identifiers import IDENTIFIER_PATTERN
 
 router = SimpleRouter()
 router.register("orders", api.OrderViewSet, basename="order")
-urlpatterns = router.urls
+router.register("partner-messages", partner_api.PartnerMessageViewSet, basename="partner-message")
+urlpatterns = [
+    re_path(rf"^webhooks/(?P<partner>{IDENTIFIER_PATTERN})/$", partner_api.WebhookView.as_view(), name="webhook"),
+    *router.urls,
+]

@@ -61,3 +61,8 @@ class InvalidReceiptKey(DomainError):
 class LevelOverflow(Conflict):
     type = "level_overflow"
     title = "A level would pass the most its column holds."
+
+
+class PickMismatch(Unprocessable):
+    type = "pick_mismatch"
+    title = "The picked batches do not add up to what the reservation holds."

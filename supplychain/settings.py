@@ -421,6 +421,42 @@ PIPELINE_REDRIVE_DAYS = env.int("PIPELINE_REDRIVE_DAYS", default=14)
 PIPELINE_SWEEP_SECONDS = env.float("PIPELINE_SWEEP_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULE["forecasting-sweep"] = {"task": "forecasting.sweep", "schedule": PIPELINE_SWEEP_SECONDS}
 
+# --- Partners -------------------------------------------------------------------------------------------
+# Each partner's base URL and secret (integrations/adapters/, README "Partners"). Development defaults point at
+# the partner simulator (manage.py partner_simulator, ports 8700-8703) with secrets kept in var/ (made on first
+# use, never in the repository); production sets every one from the environment. A partner without a URL gets
+# no outbound calls (its deliveries fail and dead-letter, visibly); one without a secret refuses its webhooks (403).
+PARTNER_SIMULATOR_HOST = env.str("PARTNER_SIMULATOR_HOST", default="127.0.0.1")
+PARTNER_SIMULATOR_PORTS = {"wms": 8700, "erp": 8701, "swiftship": 8702, "parcelpost": 8703}
+# Where the simulator (and, in production, nobody else) calls the webhooks back: this deployment's base URL.
+PARTNER_CALLBACK_URL = env.str("PARTNER_CALLBACK_URL", default="http://127.0.0.1:8000")
+
+
+def _development_partner_secret(name: str, standard: bool) -> str:
+    """A per-checkout random secret kept in var/ (``whsec_`` form for the partners that sign per Standard Webhooks)."""
+    import base64
+
+    path = VAR_DIR / f"partner_secret_{name}"
+    if not path.exists():
+        raw = secrets.token_bytes(32)
+        path.write_text("whsec_" + base64.b64encode(raw).decode() if standard else raw.hex())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+PARTNERS = {}
+for _name, _standard in (("wms", True), ("erp", True), ("swiftship", True), ("parcelpost", False)):
+    _upper = _name.upper()
+    _default_url = "" if PRODUCTION else f"http://{PARTNER_SIMULATOR_HOST}:{PARTNER_SIMULATOR_PORTS[_name]}"
+    PARTNERS[_name] = {
+        "url": env.str(f"PARTNER_{_upper}_URL", default=_default_url).rstrip("/"),
+        "secret": env.str(f"PARTNER_{_upper}_SECRET", default="")
+        or ("" if PRODUCTION else _development_partner_secret(_name, _standard)),
+        "timeout": env.float(f"PARTNER_{_upper}_TIMEOUT", default=10.0),
+    }
+# Which courier carries a picked order: the first of these whose rule matches (by a stable hash of the order id).
+PARTNER_COURIERS = env.list("PARTNER_COURIERS", default=["swiftship", "parcelpost"])
+
 # --- Metrics --------------------------------------------------------------------------------------------
 # Every process (web, workers) writes its counters here; /metrics adds them up (prometheus_client's
 # multiprocess mode). One folder per host; the run stack empties it at start.

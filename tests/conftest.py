@@ -200,6 +200,8 @@ def process_env(real_services) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         "SUPPLYCHAIN_ENV": "development",
         "EVENTS_SWEEP_SECONDS": "1",  # beat's safety net every second, so recovery tests are quick
+        # No partner unless a test starts the simulator: never a developer's `make run` simulator on 8700-8703.
+        **{f"PARTNER_{name}_URL": "" for name in ("WMS", "ERP", "SWIFTSHIP", "PARCELPOST")},
     }
 
 

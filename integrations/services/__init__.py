@@ -2,7 +2,8 @@
 
 One module per job, re-exported here so callers write ``from integrations import services``:
 ``intake`` (orders in from the platform), ``processing`` (batches of received orders reserved),
-``lifecycle`` (the one checked way to change an order's status, cancel included).
+``lifecycle`` (the one checked way to change an order's status, cancel included), ``partners`` (webhooks
+in, parked messages replayed, calls out to the WMS and the couriers).
 The domain errors live in ``integrations.errors``.
 """
 
@@ -23,6 +24,14 @@ from integrations.services.lifecycle import (
     transition_order,
     transition_orders,
 )
+from integrations.services.partners import (
+    WebhookAnswer,
+    book_shipment,
+    receive_webhook,
+    replay_message,
+    replay_messages,
+    send_pick_requests,
+)
 from integrations.services.processing import (
     ProcessingReport,
     expand,
@@ -37,6 +46,8 @@ __all__ = [
     "Move",
     "MoveOutcome",
     "ProcessingReport",
+    "WebhookAnswer",
+    "book_shipment",
     "cancel_order",
     "expand",
     "is_legal",
@@ -46,6 +57,10 @@ __all__ = [
     "process_received_orders",
     "receive_order",
     "receive_orders",
+    "receive_webhook",
+    "replay_message",
+    "replay_messages",
+    "send_pick_requests",
     "transition_order",
     "transition_orders",
 ]

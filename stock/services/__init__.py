@@ -2,7 +2,7 @@
 
 One module per job, re-exported here so callers write ``from stock import services``:
 ``levels`` (the locked levels and the ledger), ``reservations`` (reserve, commit, release, holds),
-``groups`` (many reservations in one transaction),
+``groups`` (many reservations in one transaction), ``picking`` (the batches the warehouse took, then commit),
 ``expiry`` (batches past best-before), ``master_data`` (ingredients, recipes and suppliers upserted by
 natural key), ``receipts`` (CSV files to batches; the parser itself is
 ``stock.receipt_parser``). The domain errors live in ``stock.errors``.
@@ -11,6 +11,7 @@ natural key), ``receipts`` (CSV files to batches; the parser itself is
 from stock.errors import (
     InvalidItems,
     MasterDataConflict,
+    PickMismatch,
     ReceiptConflict,
     ReservationClosed,
     ReservationNotFound,
@@ -39,6 +40,7 @@ from stock.services.master_data import (
     upsert_supplier,
     upsert_suppliers,
 )
+from stock.services.picking import MovedAllocation, PickedLine, confirm_pick
 from stock.services.receipts import (
     BATCH_FIELDS,
     CHUNK_ROWS,
@@ -77,6 +79,9 @@ __all__ = [
     "Item",
     "LevelBook",
     "MasterDataConflict",
+    "MovedAllocation",
+    "PickMismatch",
+    "PickedLine",
     "ReceiptConflict",
     "ReceiptOutcome",
     "RecipeData",
@@ -91,6 +96,7 @@ __all__ = [
     "UnknownSku",
     "Upserted",
     "commit_reservation",
+    "confirm_pick",
     "expire_batches",
     "file_sha256",
     "ingest_object",
