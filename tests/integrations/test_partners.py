@@ -45,8 +45,18 @@ PARTNERS = {
 }
 
 
+def seed_vocabulary() -> None:
+    """The migration's seed rows again: a transactional test's flush (earlier in the run) empties every table."""
+    import importlib
+
+    from django.apps import apps
+
+    importlib.import_module("integrations.migrations.0002_partners").seed_vocabulary(apps, None)
+
+
 @pytest.fixture(autouse=True)
 def partner_settings(settings):
+    seed_vocabulary()
     settings.PARTNERS = {name: dict(config) for name, config in PARTNERS.items()}
     return settings
 
