@@ -60,3 +60,43 @@ def load_catalogue() -> dict:
         ]
     )
     return {i.sku: i for i in Ingredient.objects.filter(sku__in=[row[0] for row in INGREDIENTS])}
+
+
+# Purchasing terms of the demo suppliers (pack size, minimum order, lead time) for the forecast's suggestions.
+SUPPLIERS = {"farm-fresh-ltd": ("Farm Fresh Ltd", 2), "valley-growers": ("Valley Growers", 3)}
+TERMS = {
+    "ham": ("farm-fresh-ltd", 1000, 2000, None),
+    "mushroom": ("valley-growers", 2500, 5000, 1),
+    "cheese": ("farm-fresh-ltd", 2000, 2000, None),
+    "pasta": ("valley-growers", 5000, 10000, None),
+    "cream": ("farm-fresh-ltd", 1000, 3000, None),
+    "onion": ("valley-growers", 20, 40, 2),
+}
+
+
+def load_purchasing_terms() -> None:
+    """The demo suppliers and what each sells on which terms, created when missing (existing ones kept)."""
+    from stock.models import Supplier, SupplierIngredient
+    from stock.services import SupplierData, upsert_suppliers
+
+    have = set(Supplier.objects.filter(name__in=[n for n, _ in SUPPLIERS.values()]).values_list("name", flat=True))
+    upsert_suppliers(items=[SupplierData(code, name) for code, (name, _) in SUPPLIERS.items() if name not in have])
+    by_name = {s.name: s for s in Supplier.objects.filter(name__in=[n for n, _ in SUPPLIERS.values()])}
+    by_code = {}
+    for code, (name, lead_time) in SUPPLIERS.items():
+        by_code[code] = by_name[name]
+        if name not in have:  # a new demo supplier gets the demo lead time; an existing one keeps its own
+            Supplier.objects.filter(pk=by_name[name].pk).update(lead_time_days=lead_time)
+    ingredients = {i.sku: i for i in Ingredient.objects.filter(sku__in=list(TERMS))}
+    for sku, (supplier_code, pack, minimum, lead_time) in TERMS.items():
+        if sku in ingredients:
+            SupplierIngredient.objects.get_or_create(
+                supplier=by_code[supplier_code],
+                ingredient=ingredients[sku],
+                defaults={
+                    "pack_size": Decimal(pack),
+                    "minimum_order_quantity": Decimal(minimum),
+                    "lead_time_days": lead_time,
+                    "preferred": True,
+                },
+            )
