@@ -12,6 +12,7 @@ import copy
 
 from forecasting.engine import definition as definitions
 
+PIPELINE_NAME = "order-simulation-forecast"
 TRANSIENT = {
     "ErrorEquals": ["OperationalError", "InterfaceError"],
     "IntervalSeconds": 2,
@@ -181,3 +182,13 @@ def run_locally(payload: dict | None = None, *, name: str):
     from forecasting.forecast import steps  # noqa: F401 (registers the steps)
 
     return LocalRunner().run(definition(), payload or {}, name=name)
+
+
+def install():
+    """Save (or update) the definition as the pipeline ``order-simulation-forecast`` of the engine, so it
+    runs on Celery (``POST /api/v1/pipelines/order-simulation-forecast/runs``, beat, the admin)."""
+    from forecasting.services import save_pipeline
+
+    return save_pipeline(
+        name=PIPELINE_NAME, definition=definition(), description="Order history to purchase suggestions (issue 14)."
+    )

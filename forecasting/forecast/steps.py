@@ -44,8 +44,8 @@ def _whole(value, field: str) -> int:
 def plan(event: dict | None) -> dict:
     """Normalise the run's input and cut the history into date ranges (the Map's items).
 
-    Input (all optional): ``as_of`` (the last history day, default yesterday; the forecast starts the day after), ``history_days``,
-    ``batch_days``, ``horizon_days``, ``interval``, ``model``, ``flags``."""
+    Input (all optional): ``as_of`` (the last history day, default yesterday; the forecast starts the day
+    after), ``history_days``, ``batch_days``, ``horizon_days``, ``interval``, ``model``, ``flags``."""
     if event is None:
         event = {}
     if not isinstance(event, dict):
