@@ -237,6 +237,9 @@ def alarms():
     signals.dead_letters_raised.disconnect(receiver, sender=Subscription)
 
 
+NAMES = ["fragile", "bystander", "sturdy"]
+
+
 def test_the_alarm_is_one_subscriptions_own(django_capture_on_commit_callbacks, alarms):
     Switch.objects.create(name="broken", on=True)
     fragile = SubscriptionFactory(name="fragile", handler="probe-flaky", max_attempts=1)
@@ -246,7 +249,7 @@ def test_the_alarm_is_one_subscriptions_own(django_capture_on_commit_callbacks, 
     with django_capture_on_commit_callbacks(execute=True):
         services.process_deliveries(subscription_id=bystander.id)
         services.process_deliveries(subscription_id=fragile.id)
-    states = dict(Subscription.objects.values_list("name", "alarm_state"))
+    states = dict(Subscription.objects.filter(name__in=NAMES).values_list("name", "alarm_state"))
     assert states == {"fragile": "alarm", "bystander": "alarm", "sturdy": "ok"}
     raised = OutboxEvent.objects.filter(type="events.dead_letters_raised").order_by("id")
     assert [(e.key, e.payload["subscription"], e.payload["dead_count"]) for e in raised] == [
@@ -260,5 +263,123 @@ def test_the_alarm_is_one_subscriptions_own(django_capture_on_commit_callbacks, 
     Switch.objects.filter(name="broken").update(on=False)
     services.redrive_deliveries(subscription="fragile")
     services.process_deliveries(subscription_id=fragile.id)
-    states = dict(Subscription.objects.values_list("name", "alarm_state"))
+    states = dict(Subscription.objects.filter(name__in=NAMES).values_list("name", "alarm_state"))
     assert states == {"fragile": "ok", "bystander": "alarm", "sturdy": "ok"}
+
+
+def test_an_http_claim_takes_no_more_than_the_lease_covers_at_the_endpoints_timeout(settings):
+    settings.EVENTS_LEASE_SECONDS = 60
+    subscription = SubscriptionFactory(
+        target="http", handler="", url="http://127.0.0.1:9/", timeout_seconds=25, max_batch_size=2
+    )
+    handler = SubscriptionFactory(handler="probe-a")  # the limit is for HTTP only
+    publish_and_relay(7)
+    assert len(services.deliveries._claim(subscription, 10)) == 4  # 60 // 25 = 2 posts of 2
+    Subscription.objects.filter(pk=subscription.pk).update(timeout_seconds=50)
+    subscription.refresh_from_db()
+    Delivery.objects.update(visible_at=timezone.now() - timedelta(seconds=1))
+    assert len(services.deliveries._claim(subscription, 10)) == 2  # one post at least
+    assert len(services.deliveries._claim(handler, 10)) == 7
+
+
+def test_the_claim_takes_the_longest_due_first():
+    subscription = SubscriptionFactory(handler="probe-a")
+    first, second = (event.id for event in publish_and_relay(2))
+    now = timezone.now()
+    Delivery.objects.filter(event_id=first).update(visible_at=now - timedelta(seconds=5))
+    Delivery.objects.filter(event_id=second).update(visible_at=now - timedelta(seconds=50))
+    (claimed,) = services.deliveries._claim(subscription, 1)
+    assert claimed.event_id == second
+
+
+def test_each_attempt_is_audited_with_its_number_and_whether_it_counted(settings):
+    Switch.objects.create(name="broken", on=True)
+    subscription = SubscriptionFactory(handler="probe-flaky", max_attempts=2)
+    publish_and_relay()
+    services.process_deliveries(subscription_id=subscription.id)
+    Delivery.objects.update(visible_at=timezone.now() - timedelta(seconds=1))
+    services.deliveries._claim(subscription, 10, "w" * 250)  # the worker dies during the last attempt
+    assert Delivery.objects.get().leased_by == "w" * 200
+    Delivery.objects.update(visible_at=timezone.now() - timedelta(seconds=1))
+    services.process_deliveries(subscription_id=subscription.id)
+    rows = [(a.attempt, a.outcome, a.data, a.duration_ms, a.partner) for a in attempts()]
+    assert rows == [
+        (1, "failed", {"counted": True, "attempt_in_round": 1}, rows[0][3], ""),
+        (2, "dead", {"counted": False, "attempt_in_round": 2}, 0.0, ""),
+    ]
+    delivery = Delivery.objects.get()
+    assert (delivery.status, delivery.last_error) == ("dead", "worker lost during the final attempt")
+
+
+def test_a_success_is_stored_with_its_completion_time():
+    subscription = SubscriptionFactory(handler="probe-a")
+    publish_and_relay()
+    before = timezone.now()
+    services.process_deliveries(subscription_id=subscription.id)
+    delivery = Delivery.objects.get()
+    assert delivery.status == "succeeded"
+    assert before <= delivery.completed_at <= timezone.now()
+
+
+def test_an_http_failure_keeps_the_status_the_endpoint_answered():
+    from tests.httpserver import Endpoint
+
+    with Endpoint(always_fail=True, fail_status=503) as endpoint:
+        subscription = SubscriptionFactory(
+            target="http", handler="", url=endpoint.url, max_attempts=3, initial_interval=30
+        )
+        publish_and_relay()
+        assert services.process_deliveries(subscription_id=subscription.id).retrying == 1
+    assert Delivery.objects.get().last_http_status == 503
+    assert [a.http_status for a in attempts()] == [503]
+
+
+def test_the_next_kick_waits_for_the_soonest_retry_of_the_batch(kicks):
+    Switch.objects.create(name="broken", on=True)
+    subscription = SubscriptionFactory(handler="probe-flaky", initial_interval=30, max_attempts=5)
+    soon, later = (event.id for event in publish_and_relay(2))
+    now = timezone.now()
+    Delivery.objects.filter(event_id=soon).update(visible_at=now - timedelta(seconds=9))  # claimed first
+    Delivery.objects.filter(event_id=later).update(attempts=1, total_attempts=1, visible_at=now - timedelta(seconds=1))
+    assert services.process_deliveries(subscription_id=subscription.id).retrying == 2
+    assert kicks == [([subscription], 30.1)]  # not 60.1, the second one's backoff
+
+
+def test_the_alarm_stays_raised_until_a_delivery_succeeds_again():
+    Switch.objects.create(name="broken", on=True)
+    subscription = SubscriptionFactory(name="fragile", handler="probe-flaky", max_attempts=2)
+    publish_and_relay()
+    for _ in range(2):
+        Delivery.objects.update(visible_at=timezone.now() - timedelta(seconds=1))
+        services.process_deliveries(subscription_id=subscription.id)
+    assert Subscription.objects.get(pk=subscription.pk).alarm_state == "alarm"
+    services.redrive_deliveries(subscription="fragile")
+    assert services.process_deliveries(subscription_id=subscription.id).retrying == 1  # no dead letter now
+    assert Subscription.objects.get(pk=subscription.pk).alarm_state == "alarm"  # but nothing succeeded yet
+    Switch.objects.filter(name="broken").update(on=False)
+    Delivery.objects.update(visible_at=timezone.now() - timedelta(seconds=1))
+    assert services.process_deliveries(subscription_id=subscription.id).succeeded == 1
+    assert Subscription.objects.get(pk=subscription.pk).alarm_state == "ok"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_committed_attempts_move_the_attempt_metrics_in_seconds():
+    from prometheus_client import REGISTRY
+
+    def sample(name, **labels):
+        return REGISTRY.get_sample_value(name, {"subscription": "measured", **labels}) or 0.0
+
+    subscription = SubscriptionFactory(name="measured", handler="probe-a")
+    publish_and_relay(2, sleep=0.1)
+    count_before = sample("supplychain_delivery_attempt_duration_seconds_count")
+    sum_before = sample("supplychain_delivery_attempt_duration_seconds_sum")
+    succeeded_before = sample("supplychain_delivery_attempts_total", outcome="succeeded")
+    started = time.perf_counter()
+    services.process_deliveries(subscription_id=subscription.id)
+    wall = time.perf_counter() - started
+    assert sample("supplychain_delivery_attempts_total", outcome="succeeded") == succeeded_before + 2
+    assert sample("supplychain_delivery_attempt_duration_seconds_count") == count_before + 2
+    spent = sample("supplychain_delivery_attempt_duration_seconds_sum") - sum_before
+    durations = sum(a.duration_ms for a in attempts()) / 1000
+    assert 0.1 <= spent <= wall
+    assert spent == pytest.approx(durations, rel=1e-6)
