@@ -1,7 +1,7 @@
 """The order history the forecast learns from: a deterministic demo generator, and reads of the stored history.
 
 A history day is ``{"day": "YYYY-MM-DD", "orders": int, "portions": {recipe_code: int}}``. Stored days
-(``HistoryDay``: the demo's, or orders rolled up) win; for days without one, live orders are counted from
+(``HistoryDay``: the demo's) win; for days without one, live orders are counted from
 ``integrations.Order`` by delivery date (cancelled ones left out).
 """
 

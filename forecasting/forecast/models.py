@@ -2,8 +2,9 @@
 points and the purchase suggestions they led to.
 
 ``HistoryDay`` is a compact history (one row per delivery date: orders and portions per recipe), written by
-``manage.py demo_history`` or rolled up from old orders, so months of history cost hundreds of rows instead
-of hundreds of thousands of ``Order`` rows; live orders are read from ``integrations`` for dates it lacks.
+``manage.py demo_history`` (a roll-up of old orders into it is planned, not built), so months of history
+cost hundreds of rows instead of hundreds of thousands of ``Order`` rows; live orders are read from
+``integrations`` for dates it lacks.
 """
 
 from __future__ import annotations
