@@ -1,0 +1,165 @@
+"""Reservations (stock/services/reservations.py): promises its surviving mutants showed untested (README, mutation).
+
+The Python path (what SQLite runs) is driven here in-process on PostgreSQL through the public functions, by
+giving the module a view of the connection that names another vendor, so mutation testing traces it.
+"""
+
+import functools
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from stock import selectors, services
+from stock.models import Allocation, Batch, Movement, Reservation
+from stock.services import Item, reservations
+from supplychain.events import metrics
+from tests.stock.factories import IngredientFactory, csv_opener
+from tests.stock.test_reserve_paths import Rollback, scenario, snapshot
+
+pytestmark = pytest.mark.django_db
+D = Decimal
+
+
+def day(offset: int):
+    return timezone.localdate() + timedelta(days=offset)
+
+
+def receive(key: str, text: str) -> None:
+    services.ingest_receipt(key=key, open_stream=csv_opener(text), source="upload")
+
+
+class OtherVendor:
+    """The default connection as the reservation module sees it, named ``vendor``; all else is the real one."""
+
+    def __init__(self, vendor: str) -> None:
+        self.vendor = vendor
+
+    def __getattr__(self, name):
+        return getattr(connection, name)
+
+
+@pytest.fixture(params=["database", "python"])
+def path(request, monkeypatch):
+    if request.param == "python":
+        monkeypatch.setattr(reservations, "connection", OtherVendor("sqlite"))
+    return request.param
+
+
+def test_the_python_path_through_the_public_functions_writes_what_the_database_function_writes(monkeypatch):
+    def run() -> dict:
+        try:
+            with transaction.atomic():
+                found = snapshot(scenario())
+                raise Rollback
+        except Rollback:
+            return found
+
+    in_database = run()
+    with monkeypatch.context() as patch:
+        patch.setattr(reservations, "connection", OtherVendor("sqlite"))
+        in_python = run()
+    assert in_database["violations"] == []
+    for part in in_database:
+        assert in_python[part] == in_database[part], part
+
+
+def test_an_unknown_sku_is_refused_with_its_message_on_both_paths(path):
+    IngredientFactory(sku="ham")
+    with pytest.raises(services.UnknownSku) as refused:
+        services.reserve_stock(transaction_id="u", items=[Item("caviar", 1), Item("ham", 1)])
+    assert str(refused.value) == "Unknown sku in the request."
+    assert refused.value.errors == {"items.0.sku": ["Unknown sku."]}
+
+
+def test_a_hold_lasts_hold_seconds_from_now_and_the_document_shows_it(path):
+    IngredientFactory(sku="ham")
+    receive("ham.csv", f"sku,quantity,best_before,lot\nham,5,{day(3)},H1\n")
+    before = timezone.now()
+    reservation = services.reserve_stock(transaction_id="held", items=[Item("ham", 1)], hold_seconds=90)
+    stored = Reservation.objects.get(transaction_id="held")
+    assert before + timedelta(seconds=90) <= stored.hold_until <= timezone.now() + timedelta(seconds=90)
+    assert reservation.response["hold_until"] == stored.hold_until.isoformat()
+    assert services.reservation_document(stored)["hold_until"] == stored.hold_until.isoformat()
+
+
+def _move_to_the_end_of_the_table(batch: Batch) -> None:
+    """Rewrite the row twice through an indexed column (not a HOT update): PostgreSQL then returns it after
+    the rows inserted after it, in a table scan and in the FEFO index alike, as it does after real updates."""
+    Batch.objects.filter(pk=batch.pk).update(lot=f"{batch.lot}~")
+    Batch.objects.filter(pk=batch.pk).update(lot=batch.lot)
+
+
+def test_batches_of_one_best_before_are_taken_in_the_order_they_came(path):
+    IngredientFactory(sku="ham")
+    receive("ham.csv", f"sku,quantity,best_before,lot\nham,3,{day(9)},FIRST\nham,3,{day(9)},SECOND\n")
+    _move_to_the_end_of_the_table(Batch.objects.get(lot="FIRST"))
+    services.reserve_stock(transaction_id="r", items=[Item("ham", 4)])
+    assert list(Allocation.objects.order_by("id").values_list("batch__lot", "quantity")) == [
+        ("FIRST", D(3)),
+        ("SECOND", D(1)),
+    ]
+
+
+def test_a_release_without_a_note_leaves_the_ledger_note_empty(path):
+    IngredientFactory(sku="ham")
+    receive("ham.csv", f"sku,quantity,best_before,lot\nham,5,{day(3)},H1\n")
+    services.reserve_stock(transaction_id="r", items=[Item("ham", 2)])
+    services.release_reservation(transaction_id="r")
+    assert list(Movement.objects.filter(kind="release").values_list("note", flat=True)) == [""]
+    assert selectors.invariant_violations() == []
+
+
+def _queries(call) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        call()
+    return len(captured.captured_queries)
+
+
+def test_the_python_path_reads_no_row_per_batch(monkeypatch):
+    """Reserve, the document and release cost the same queries for one batch as for three (suppliers and ingredients
+    loaded with their allocations; no primary keys read back after the events are written)."""
+    monkeypatch.setattr(reservations, "connection", OtherVendor("sqlite"))
+    IngredientFactory(sku="ham")
+    IngredientFactory(sku="egg")
+    receive(
+        "k.csv",
+        "sku,quantity,best_before,lot,supplier\n"
+        f"ham,9,{day(3)},H1,Farm A\n"
+        f"egg,1,{day(3)},E1,Farm A\negg,1,{day(4)},E2,Farm B\negg,9,{day(5)},E3,Farm C\n",
+    )
+    costs = {}
+    for sku in ("ham", "egg"):
+        held = Reservation.objects.filter(transaction_id=f"c-{sku}")
+        costs[sku] = [
+            _queries(functools.partial(services.reserve_stock, transaction_id=f"c-{sku}", items=[Item(sku, 3)])),
+            _queries(lambda held=held: services.reservation_document(held.get())),
+            _queries(functools.partial(services.commit_reservation, transaction_id=f"c-{sku}")),
+        ]
+        services.reserve_stock(transaction_id=f"r-{sku}", items=[Item(sku, 3)])
+        costs[sku].append(_queries(functools.partial(services.release_reservation, transaction_id=f"r-{sku}")))
+    assert Allocation.objects.filter(reservation__transaction_id="c-egg").count() == 3
+    assert costs["ham"] == [10, 2, 11, 11]
+    assert costs["egg"] == [10, 2, 13, 11]  # a commit updates each batch it takes from: one UPDATE per batch
+    assert selectors.invariant_violations() == []
+
+
+def test_on_postgresql_a_close_is_one_database_call_whose_events_are_counted(django_capture_on_commit_callbacks):
+    IngredientFactory(sku="ham")
+    receive("ham.csv", f"sku,quantity,best_before,lot\nham,5,{day(3)},H1\n")
+    services.reserve_stock(transaction_id="c", items=[Item("ham", 2)])
+    services.reserve_stock(transaction_id="r", items=[Item("ham", 2)])
+    for close, transaction_id, event_type in [
+        (services.commit_reservation, "c", "stock.reservation_committed"),
+        (services.release_reservation, "r", "stock.reservation_released"),
+    ]:
+        counter = metrics.EVENTS_PUBLISHED.labels(event_type)
+        before = counter._value.get()
+        with CaptureQueriesContext(connection) as captured, django_capture_on_commit_callbacks(execute=True):
+            close(transaction_id=transaction_id)
+        calls = [q["sql"] for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]
+        assert len(calls) == 2 and calls[0].startswith("SELECT stock_close(")  # the call, then the row read
+        assert counter._value.get() == before + 1
