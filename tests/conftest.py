@@ -192,7 +192,26 @@ def real_services(django_db_setup, django_db_blocker) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def process_env(real_services) -> dict[str, str]:
+def partner_simulator():
+    """The partner simulator for the session, on ephemeral ports, down (503) until a test brings it up.
+
+    Its URLs are the session worker's partner URLs, so no worker ever calls a developer's ``make run``
+    simulator on 8700-8703; tests that use it (tests/integration/test_partners_worker.py) set it up and
+    point its callbacks at their live server.
+    """
+    from integrations.simulator import Simulator
+
+    secrets = {name: config["secret"] for name, config in settings.PARTNERS.items()}
+    simulator = Simulator(callback_url="http://127.0.0.1:9", secrets=secrets).start()
+    simulator.set(down_for=10**9)
+    try:
+        yield simulator
+    finally:
+        simulator.stop()
+
+
+@pytest.fixture(scope="session")
+def process_env(real_services, partner_simulator) -> dict[str, str]:
     """Environment for worker/beat subprocesses: the same test database and broker as this process."""
     return {
         **os.environ,
@@ -200,8 +219,8 @@ def process_env(real_services) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         "SUPPLYCHAIN_ENV": "development",
         "EVENTS_SWEEP_SECONDS": "1",  # beat's safety net every second, so recovery tests are quick
-        # No partner unless a test starts the simulator: never a developer's `make run` simulator on 8700-8703.
-        **{f"PARTNER_{name}_URL": "" for name in ("WMS", "ERP", "SWIFTSHIP", "PARCELPOST")},
+        # The session's simulator (down until a test brings it up), never a developer's on 8700-8703.
+        **{f"PARTNER_{name.upper()}_URL": url for name, url in partner_simulator.urls.items()},
     }
 
 
