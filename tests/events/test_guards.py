@@ -149,7 +149,7 @@ def test_relay_kicks_are_throttled_to_one_per_interval_with_one_trailing_kick():
     time.sleep(0.6)
     assert len(kicker.sent) == 2
     assert kicker.sent[1] - started >= 0.29  # not before the interval
-    for _ in range(20):
+    for _ in range(10):  # a burst well inside the interval, even on a loaded machine
         kicker.kick()
         time.sleep(0.01)
     time.sleep(0.6)
