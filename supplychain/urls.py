@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("supplychain.events.urls")),
     path("stock/", include("stock.urls")),
     path("", include("integrations.urls")),
+    path("", include("forecasting.urls")),
 ]
 
 urlpatterns = [
