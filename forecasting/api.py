@@ -15,7 +15,7 @@ from supplychain.core.api.errors import STANDARD_ERRORS, error_body, error_respo
 from supplychain.core.api.permissions import require
 
 EXAMPLE_DEFINITION = {
-    "Comment": "Order volume: wait for the predictor, then route by weekday",
+    "Comment": "Route by weekday (Pass states stand in for the Task steps)",
     "StartAt": "CreatePredictor",
     "States": {
         "CreatePredictor": {
@@ -166,12 +166,12 @@ class PipelineDetail(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(tags=["pipelines"], responses={200: PipelineSerializer, **NOT_FOUND}, summary="One pipeline")
-    def get(self, request, name, version="v1"):
+    def get(self, request, pipeline, version="v1"):
         require(request, "forecasting.view_pipeline")
-        pipeline = selectors.pipelines().filter(name=name).first()
-        if pipeline is None:
-            raise PipelineNotFound(f"No pipeline is named {name!r}.")
-        return Response(PipelineSerializer(pipeline).data)
+        found = selectors.pipelines().filter(name=pipeline).first()
+        if found is None:
+            raise PipelineNotFound(f"No pipeline is named {pipeline!r}.")
+        return Response(PipelineSerializer(found).data)
 
 
 class ValidateDefinition(APIView):
@@ -217,12 +217,12 @@ class StartRun(APIView):
             )
         ],
     )
-    def post(self, request, name, version="v1"):
+    def post(self, request, pipeline, version="v1"):
         require(request, "forecasting.add_run")
         data = StartInput(data=request.data)
         data.is_valid(raise_exception=True)
         run, created = services.start_run(
-            pipeline=name, input=data.validated_data["input"], name=data.validated_data.get("name")
+            pipeline=pipeline, input=data.validated_data["input"], name=data.validated_data.get("name")
         )
         run = Run.objects.select_related("pipeline").get(id=run.id)
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

@@ -105,7 +105,7 @@ def _examples():
 
 
 # Path parameters of examples whose body does not carry them: what the fixture below creates.
-PATH_VALUES = {"order_id": ORDER_EXAMPLE["order_id"]}
+PATH_VALUES = {"order_id": ORDER_EXAMPLE["order_id"], "pipeline": "route-by-weekday"}
 
 
 def _filled(path: str, body) -> str:
@@ -116,6 +116,10 @@ def _filled(path: str, body) -> str:
         elif name in PATH_VALUES:
             path = path.replace(f"{{{name}}}", PATH_VALUES[name])
     return path
+
+
+from forecasting import services as forecasting_services  # noqa: E402
+from forecasting.api import EXAMPLE_DEFINITION as PIPELINE_EXAMPLE  # noqa: E402
 
 
 @pytest.fixture
@@ -130,6 +134,8 @@ def operator():
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     placed = client.post("/api/v1/orders/", ORDER_EXAMPLE, format="json")  # the order the cancel example names
+    # the pipeline the start example runs
+    forecasting_services.save_pipeline(name=PATH_VALUES["pipeline"], definition=PIPELINE_EXAMPLE)
     assert placed.status_code == 202, placed.content
     return client
 
