@@ -1,11 +1,21 @@
 """Admin of integrations: orders with their timeline (read-only: every change goes through the lifecycle), partner
-messages with replay of parked ones, and the couriers' status vocabulary (editable)."""
+messages with replay of parked ones, the couriers' status vocabulary (editable), alert rules (editable), alert
+groups and every alert message sent (read-only facts)."""
 
 from django.contrib import admin, messages
 
 from integrations import services
 from integrations.errors import IllegalTransition
-from integrations.models import Order, OrderTransition, PartnerMessage, StatusVocabulary
+from integrations.models import (
+    AlertGroup,
+    AlertNotification,
+    AlertRule,
+    Order,
+    OrderTransition,
+    PartnerMessage,
+    StatusVocabulary,
+)
+from supplychain.core.admin import ReadOnlyAdmin, json_table
 
 
 class TimelineInline(admin.TabularInline):
@@ -127,3 +137,98 @@ class StatusVocabularyAdmin(admin.ModelAdmin):
     list_filter = ["partner", "canonical_status"]
     search_fields = ["raw_status", "description"]
     list_editable = ["canonical_status"]
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(admin.ModelAdmin):
+    """Where each kind of alert goes and how it is grouped; one row per kind (the migration creates them)."""
+
+    list_display = ["kind", "channel", "recipients", "active", "group_wait", "group_interval", "repeat_interval"]
+    list_editable = ["recipients", "active"]
+    list_filter = ["channel", "active"]
+    fields = [
+        "kind",
+        "channel",
+        "recipients",
+        "active",
+        "group_wait",
+        "group_interval",
+        "repeat_interval",
+        "resolve_after",
+        "send_resolved",
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["kind"] if obj is not None else []
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a kind without a rule would get the defaults back at the next sweep
+
+
+class AlertMessageInline(admin.TabularInline):
+    model = AlertNotification
+    fields = ["created_at", "reason", "channel", "count", "new_since_last", "title", "outcome", "sent_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["created_at", "id"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AlertGroup)
+class AlertGroupAdmin(ReadOnlyAdmin):
+    list_display = ["kind", "partner", "status", "count", "notifications", "started_at", "last_seen_at", "resolved_at"]
+    list_filter = ["status", "kind", "partner", "started_at"]
+    search_fields = ["partner", "samples"]
+    date_hierarchy = "started_at"
+    readonly_fields = [
+        "kind",
+        "partner",
+        "status",
+        "started_at",
+        "last_seen_at",
+        "count",
+        "notified_count",
+        "notifications",
+        "last_notified_at",
+        "resolved_at",
+        "resolved_notified",
+        "latest",
+    ]
+    exclude = ["samples"]
+    inlines = [AlertMessageInline]
+
+    @admin.display(description="Latest alerts")
+    def latest(self, obj):
+        return json_table(list(reversed(obj.samples)))
+
+
+@admin.register(AlertNotification)
+class AlertNotificationAdmin(ReadOnlyAdmin):
+    """Every alert message: what was said, to which channel and recipients, and whether it went out."""
+
+    list_display = ["created_at", "title", "kind", "partner", "channel", "reason", "count", "outcome", "sent_at"]
+    list_filter = ["channel", "kind", "reason", "outcome", "partner", "created_at"]
+    search_fields = ["title", "text", "partner", "=event_id"]
+    date_hierarchy = "created_at"
+    readonly_fields = [
+        "group",
+        "kind",
+        "partner",
+        "channel",
+        "reason",
+        "count",
+        "new_since_last",
+        "title",
+        "text",
+        "recipients",
+        "event_id",
+        "created_at",
+        "outcome",
+        "sent_at",
+    ]

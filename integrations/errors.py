@@ -57,3 +57,14 @@ class PartnerMessageNotFound(NotFound):
 class NotParked(Conflict):
     type = "not_parked"
     title = "Only a parked message can be replayed."
+
+
+class InvalidPurchaseOrder(DomainError):
+    status = 400
+    type = "validation_error"
+    title = "The request is not valid."
+
+
+class PurchaseOrderIdReused(Unprocessable):
+    type = "purchase_order_id_reused"
+    title = "This purchase order id was already used with a different purchase order."

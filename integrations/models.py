@@ -1,7 +1,11 @@
-"""Data and invariants of integrations: customer orders, their lifecycle table and their timeline."""
+"""Data and invariants of integrations: customer orders, their lifecycle table and their timeline; alerts."""
 
 from __future__ import annotations
 
+import re
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
 from django.db import models
 from django.db.models import Q
 
@@ -182,3 +186,173 @@ class StatusVocabulary(models.Model):
 
     def __str__(self) -> str:
         return f"{self.partner}: {self.raw_status} → {self.canonical_status}"
+
+
+# ---- Alerts ---------------------------------------------------------------------------------------
+
+ALERT_SAMPLES_KEPT = 20  # the latest alerts of a group shown in its messages and in the admin
+
+
+class AlertRule(models.Model):
+    """How one kind of alert is routed and grouped (Alertmanager's route): channel, recipients and timers.
+
+    One row per kind, created by the migration with Alertmanager's defaults; operations staff change them
+    in the admin. Timers are seconds: ``group_wait`` before a new group's first message, ``group_interval``
+    before a message about alerts that joined since, ``repeat_interval`` before repeating an unchanged
+    group, ``resolve_after`` without a new alert before an event-driven group counts as cleared.
+    """
+
+    class Kind(models.TextChoices):
+        DEAD_LETTERS = "dead_letters", "Dead letters"
+        PARTNER_FAILING = "partner_failing", "Partner failing repeatedly"
+        WEBHOOK_REJECTED = "webhook_rejected", "Webhook rejected (bad or stale signature)"
+        MESSAGE_PARKED = "message_parked", "Partner message parked (unknown status or order)"
+        ORDER_SHORT = "order_short", "Order short of stock"
+        RESERVATION_AT_RISK = "reservation_at_risk", "Reservation at risk from expiry"
+        DELIVERY_FAILED = "delivery_failed", "Delivery failed"
+        RETURNED = "returned", "Order returned"
+
+    class Channel(models.TextChoices):
+        SLACK = "slack", "Slack (SLACK_WEBHOOK_URL)"
+        EMAIL = "email", "Email"
+
+    kind = models.CharField(max_length=30, choices=Kind.choices, unique=True)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    recipients = models.TextField(
+        blank=True, help_text="Email addresses, one per line or separated by commas (email channel)."
+    )
+    active = models.BooleanField(default=True, help_text="Off: groups are still kept, no message is sent.")
+    group_wait = models.FloatField(default=30.0, validators=[MinValueValidator(0), MaxValueValidator(86400)])
+    group_interval = models.FloatField(default=300.0, validators=[MinValueValidator(0), MaxValueValidator(86400)])
+    repeat_interval = models.FloatField(
+        default=14400.0, validators=[MinValueValidator(1), MaxValueValidator(30 * 86400)]
+    )
+    resolve_after = models.FloatField(default=300.0, validators=[MinValueValidator(0), MaxValueValidator(30 * 86400)])
+    send_resolved = models.BooleanField(default=True, help_text="Send a message when the group clears.")
+
+    class Meta:
+        ordering = ["kind"]
+
+    def __str__(self) -> str:
+        return self.get_kind_display()
+
+    def recipient_list(self) -> list[str]:
+        return [address for address in re.split(r"[\s,;]+", self.recipients) if address]
+
+    def clean(self) -> None:
+        bad = []
+        for address in self.recipient_list():
+            try:
+                validate_email(address)
+            except ValidationError:
+                bad.append(address)
+        if bad:
+            raise ValidationError({"recipients": f"Not an email address: {', '.join(bad)}."})
+
+
+class AlertGroup(models.Model):
+    """Alerts of one kind from one partner while the condition lasts (an Alertmanager group).
+
+    ``count`` is how many alerts joined (for dead letters and failing partners: how many there are now);
+    ``notified_count`` what the last message reported, so the next one says how many joined since.
+    """
+
+    class Status(models.TextChoices):
+        FIRING = "firing", "Firing"
+        RESOLVED = "resolved", "Resolved"
+
+    kind = models.CharField(max_length=30, choices=AlertRule.Kind.choices)
+    partner = models.CharField(max_length=100, blank=True, help_text="The group's partner; blank for stock.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.FIRING)
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+    notified_count = models.PositiveIntegerField(default=0)
+    notifications = models.PositiveIntegerField(default=0)
+    last_notified_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_notified = models.BooleanField(default=False)
+    samples = models.JSONField(default=list, blank=True, help_text="The latest alerts: [{ref, summary, at}].")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "partner"], condition=Q(status="firing"), name="one_firing_group_per_kind_partner"
+            )
+        ]
+        indexes = [models.Index(fields=["status", "kind"], name="alertgroup_status_kind_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.partner or '—'} ({self.status})"
+
+
+class AlertNotification(models.Model):
+    """One message sent (or logged) for a group: a backbone event delivered by the Slack or email handler."""
+
+    class Reason(models.TextChoices):
+        FIRING = "firing", "First message"
+        UPDATE = "update", "Alerts joined since"
+        REPEAT = "repeat", "Repeat: still firing"
+        RESOLVED = "resolved", "Resolved"
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        LOGGED = "logged", "Logged (no Slack URL or no recipients)"
+
+    group = models.ForeignKey(AlertGroup, on_delete=models.CASCADE, related_name="messages")
+    kind = models.CharField(max_length=30, choices=AlertRule.Kind.choices)
+    partner = models.CharField(max_length=100, blank=True)
+    channel = models.CharField(max_length=10, choices=AlertRule.Channel.choices)
+    reason = models.CharField(max_length=10, choices=Reason.choices)
+    count = models.PositiveIntegerField()
+    new_since_last = models.PositiveIntegerField()
+    title = models.CharField(max_length=300)
+    text = models.TextField()
+    recipients = models.JSONField(default=list, blank=True)
+    event_id = models.UUIDField(null=True, blank=True, help_text="The integration.alert_notified event.")
+    created_at = models.DateTimeField()
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.PENDING)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["kind", "created_at"], name="alertnotification_kind_idx")]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+# ---- ERP ------------------------------------------------------------------------------------------
+
+
+class PurchaseOrder(models.Model):
+    """A purchase order to a supplier, sent to the ERP (``integrations.adapters.erp``) as a backbone delivery.
+
+    Keyed by the caller's ``purchase_order_id`` (the idempotency key); ``lines`` are [{sku, quantity}] as
+    received, canonicalised. ``sent_at`` is when the ERP took it.
+    """
+
+    class Status(models.TextChoices):
+        PLACED = "placed", "Placed"
+        SENT = "sent", "Sent to the ERP"
+
+    purchase_order_id = models.CharField(
+        max_length=IDENTIFIER_MAX_LENGTH, unique=True, validators=[identifier_validator]
+    )
+    supplier = models.CharField(max_length=100)
+    expected_date = models.DateField()
+    lines = models.JSONField(help_text="[{sku, quantity}] as received, quantities as decimal strings.")
+    notes = models.CharField(max_length=500, blank=True)
+    request_hash = models.CharField(max_length=64)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PLACED)
+    erp_reference = models.CharField(max_length=100, blank=True, help_text="The ERP's document number.")
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.purchase_order_id

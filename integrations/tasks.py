@@ -1,4 +1,4 @@
-"""Celery entry points of integrations: the batch processing of received orders (kicked and swept)."""
+"""Celery entry points of integrations: the batch processing of received orders (kicked and swept), the alert sweep."""
 
 from celery import shared_task
 
@@ -16,3 +16,19 @@ def process_orders() -> dict:
     if report.more_waiting:
         services.orders_kicker.kick()
     return {"batches": report.batches, "claimed": report.claimed, "reserved": report.reserved, "short": report.short}
+
+
+# send_events=False: beat sends it every few seconds (like events.sweep); the messages it decides show as
+# integration.alert_notified events and their deliveries.
+@shared_task(
+    name="integrations.alerts_sweep",
+    acks_late=True,
+    ignore_result=True,
+    send_events=False,
+    soft_time_limit=50,
+    time_limit=55,
+)
+def alerts_sweep() -> dict:
+    """Alert groups up to date with the backbone, cleared ones resolved, due messages sent (idempotent)."""
+    report = services.sweep_alerts()
+    return {"opened": report.opened, "resolved": report.resolved, "sent": report.sent}

@@ -185,7 +185,7 @@ EMAIL_BACKEND = env.str(
     if PRODUCTION
     else "django.core.mail.backends.filebased.EmailBackend",
 )
-EMAIL_FILE_PATH = VAR_DIR / "mail"
+EMAIL_FILE_PATH = Path(env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail")))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="supplychain@localhost")
 if env.str("EMAIL_URL", default=""):
     vars().update(env.email_url("EMAIL_URL"))
@@ -351,6 +351,7 @@ CELERY_TASK_QUEUES = [Queue(name) for name in CELERY_QUEUES]
 CELERY_TASK_ROUTES = {
     "events.*": {"queue": "events"},
     "integrations.process_orders": {"queue": "dispatch"},  # batches of received orders (integrations/tasks.py)
+    "integrations.alerts_*": {"queue": "default"},  # alerts never wait behind an order backlog
     "integrations.*": {"queue": "dispatch"},
     "stock.ingest*": {"queue": "ingest"},
     "stock.*": {"queue": "default"},
@@ -456,6 +457,15 @@ for _name, _standard in (("wms", True), ("erp", True), ("swiftship", True), ("pa
     }
 # Which courier carries a picked order: the first of these whose rule matches (by a stable hash of the order id).
 PARTNER_COURIERS = env.list("PARTNER_COURIERS", default=["swiftship", "parcelpost"])
+
+# --- Alerts -------------------------------------------------------------------------------------------------
+# Integration issues go to Slack through this incoming webhook (logged when unset); logistics issues by email
+# to the recipients of each kind's rule (admin > Alert rules). The sweep groups and sends every few seconds.
+SLACK_WEBHOOK_URL = env.str("SLACK_WEBHOOK_URL", default="")
+ALERTS_SLACK_TIMEOUT = env.float("ALERTS_SLACK_TIMEOUT", default=10.0)
+ALERTS_SWEEP_SECONDS = env.float("ALERTS_SWEEP_SECONDS", default=5.0)
+ALERTS_FAILING_ATTEMPTS = env.int("ALERTS_FAILING_ATTEMPTS", default=3)  # failed attempts in a row: "failing"
+CELERY_BEAT_SCHEDULE["alerts-sweep"] = {"task": "integrations.alerts_sweep", "schedule": ALERTS_SWEEP_SECONDS}
 
 # --- Metrics --------------------------------------------------------------------------------------------
 # Every process (web, workers) writes its counters here; /metrics adds them up (prometheus_client's

@@ -221,6 +221,7 @@ def process_env(real_services, partner_simulator) -> dict[str, str]:
         "EVENTS_SWEEP_SECONDS": "1",  # beat's safety net every second, so recovery tests are quick
         # The session's simulator (down until a test brings it up), never a developer's on 8700-8703.
         **{f"PARTNER_{name.upper()}_URL": url for name, url in partner_simulator.urls.items()},
+        "ALERTS_SWEEP_SECONDS": "1",  # and the alert sweep, so grouped messages come within seconds
     }
 
 

@@ -62,11 +62,22 @@ OPERATIONS_PERMISSIONS = (
     "stock.change_reservation",
     "stock.view_movement",
     "integrations.view_order",
+    "integrations.add_purchaseorder",
+    "integrations.view_purchaseorder",
+    "integrations.view_alertrule",
+    "integrations.change_alertrule",
+    "integrations.view_alertgroup",
+    "integrations.view_alertnotification",
     "django_celery_beat.view_periodictask",
     "django_celery_beat.change_periodictask",
     "django_celery_results.view_taskresult",
 )
-ERP_PERMISSIONS = (*MASTER_DATA_PERMISSIONS, "stock.add_receipt", "stock.view_receipt")
+ERP_PERMISSIONS = (
+    *MASTER_DATA_PERMISSIONS,
+    "stock.add_receipt",
+    "stock.view_receipt",
+    "integrations.view_purchaseorder",
+)
 
 
 class Role(NamedTuple):
@@ -89,12 +100,14 @@ ROLES = {
         Role(
             "operations",
             "everything platform may read, plus subscriptions, deliveries and redrive, the audit log, "
-            "master data (ingredients, recipes, suppliers) and receipts; not publishing events or reserving",
+            "master data (ingredients, recipes, suppliers), receipts, purchase orders and alert rules; "
+            "not publishing events or reserving",
             OPERATIONS_PERMISSIONS,
         ),
         Role(
             "erp",
-            "master data (list, read and upsert ingredients, recipes, suppliers, also in bulk) and receipts",
+            "master data (list, read and upsert ingredients, recipes, suppliers, also in bulk), receipts and goods "
+            "receipts, read purchase orders",
             ERP_PERMISSIONS,
         ),
     )
