@@ -45,6 +45,39 @@ GOODS_RECEIPT_EXAMPLE = {
 }
 
 
+_TEXT = {"type": "string", "minLength": 1, "maxLength": 100}
+GOODS_RECEIPT_SCHEMA = {
+    "type": "object",
+    "required": ["GoodsReceipt"],
+    "properties": {
+        "GoodsReceipt": {
+            "type": "object",
+            "required": ["DocumentNo", "Items"],
+            "properties": {
+                "DocumentNo": {**_TEXT, "pattern": "^[-A-Za-z0-9_.]+$"},
+                "PurchaseOrder": _TEXT,
+                "Vendor": _TEXT,
+                "Items": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["Material", "Quantity", "BestBefore"],
+                        "properties": {
+                            "Material": _TEXT,
+                            "Quantity": {"type": "string", "example": "5000"},
+                            "BestBefore": {"type": "string", "format": "date"},
+                            "Batch": _TEXT,
+                            "Vendor": _TEXT,
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+
+
 class PurchaseOrderLineSerializer(serializers.Serializer):
     sku = StrictCharField(max_length=64)
     quantity = serializers.DecimalField(
@@ -158,7 +191,7 @@ class GoodsReceiptView(APIView):
             "listed in `errors`, good ones ingested), `200` for the same document again (nothing changed), `409` "
             "for the same document number with other content. Needs `stock.add_receipt` (the erp role has it)."
         ),
-        request={"application/json": {"type": "object", "required": ["GoodsReceipt"]}},
+        request={"application/json": GOODS_RECEIPT_SCHEMA},
         responses={
             201: OpenApiResponse(ReceiptSerializer, description="Ingested."),
             200: OpenApiResponse(ReceiptSerializer, description="The same document again: a duplicate."),
