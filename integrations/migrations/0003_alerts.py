@@ -21,7 +21,7 @@ def create_rules(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('integrations', '0001_orders_and_timeline'),
+        ('integrations', '0002_partners'),
     ]
 
     operations = [
