@@ -286,9 +286,13 @@ class CourierServer(PartnerServer):
         order = list(range(len(words)))
         if self.behaviour.out_of_order:
             order[-1], order[-2] = order[-2], order[-1]  # delivered is reported before out for delivery
-        for step, index in enumerate(order):
+        at = time.time()
+        low, high = self.behaviour.delay
+        for index in order:
+            # Times add up, so updates go out in the order given (only out_of_order swaps them).
+            at += self.rng.uniform(low, high)
             body, sign = self.update(tracking, reference, words[index])
-            self.send(self.later(step), body, sign)
+            self.send(at, body, sign)
 
 
 class SwiftShipServer(CourierServer):

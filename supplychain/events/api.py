@@ -174,6 +174,8 @@ class SubscriptionInput(serializers.Serializer):
 class SubscriptionSerializer(serializers.ModelSerializer):
     """A subscription as read back (the secret is never shown after its creation or rotation)."""
 
+    # A plain string in the schema: a handler subscription has no URL (""), which is no "uri".
+    url = serializers.CharField(read_only=True, help_text="The HTTP target's URL; empty for a handler subscription.")
     dead_count = serializers.IntegerField(read_only=True)
     pending_count = serializers.IntegerField(read_only=True)
 
