@@ -121,6 +121,7 @@ class PartnerMessage(models.Model):
         UNKNOWN_ORDER = "unknown_order", "Unknown order"
         ILLEGAL_TRANSITION = "illegal_transition", "Illegal transition"
         INVALID = "invalid", "Invalid content"
+        EARLY = "early", "Early: the order is not there yet (applied when it is)"
 
     partner = models.CharField(max_length=50)
     direction = models.CharField(max_length=3, choices=Direction.choices)

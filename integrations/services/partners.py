@@ -220,6 +220,8 @@ def _park(message: PartnerMessage, reason: str, error: str) -> None:
     message.reason = reason
     message.error = error[:2000]
     message.save(update_fields=["status", "reason", "error", "order", "canonical_status", "translated"])
+    if reason == R.EARLY:
+        return  # not an incident: it is applied when the order gets there (``_apply_early``)
     publish(
         "integration.message_parked",
         {
@@ -254,6 +256,12 @@ def _apply(message: PartnerMessage, inbound: Inbound) -> None:
         _park(message, R.UNKNOWN_ORDER, f"No order {inbound.order_reference!r}.")
         return
     message.order = order
+    waits_for = _WAITS_FOR.get(inbound.kind)
+    if waits_for is not None:
+        order = Order.objects.select_for_update().get(pk=order.pk)  # the move that lets it in holds this lock
+        if order.status in waits_for[0]:
+            _park(message, R.EARLY, f"Order {order.order_id} is {order.status}; applied once it is {waits_for[1]}.")
+            return
     if inbound.kind == "pick_confirmation":
         _apply_pick(message, inbound, order)
         return
@@ -274,6 +282,33 @@ def _apply(message: PartnerMessage, inbound: Inbound) -> None:
         _done(message, M.REJECTED, outcome.error.detail, R.ILLEGAL_TRANSITION)
     else:
         _done(message, M.APPLIED, "" if outcome.outcome == "applied" else f"Already {outcome.to_status}.")
+
+
+# A partner may answer faster than our own commit: the WMS confirms a pick before the order is marked sent
+# to it, a courier reports a parcel moving before the booking's dispatched commits (or after a booking
+# whose answer was lost and is retried). Such a message is parked ``early`` and applied by the move that
+# brings the order to the status it follows (``_apply_early``), never refused as going backwards.
+_WAITS_FOR: dict[str, tuple[frozenset[str], str]] = {
+    "pick_confirmation": (frozenset({S.RECEIVED, S.RESERVED}), S.SENT_TO_WMS),
+    "tracking_update": (frozenset({S.RECEIVED, S.RESERVED, S.SENT_TO_WMS, S.PICKED}), S.DISPATCHED),
+}
+
+
+def _apply_early(order_ids: list[str], kind: str) -> None:
+    """Apply the messages parked ``early`` for these orders (now moved on), in the order they arrived."""
+    waiting = (
+        PartnerMessage.objects.filter(
+            status=M.PARKED,
+            reason=R.EARLY,
+            kind=kind,
+            order__order_id__in=order_ids,
+            direction=PartnerMessage.Direction.INBOUND,
+        )
+        .order_by("received_at", "id")
+        .values_list("pk", flat=True)
+    )
+    for message_id in list(waiting):
+        replay_message(message_id=message_id, actor="early")
 
 
 def _apply_pick(message: PartnerMessage, inbound: Inbound, order: Order) -> None:
@@ -424,6 +459,7 @@ def send_pick_requests(*, order_ids: list[str], message_id: str) -> int:
             ],
             source="wms",
         )
+        _apply_early([order.order_id for order in orders], "pick_confirmation")
     return len(orders)
 
 
@@ -449,4 +485,5 @@ def book_shipment(*, partner: str, order_id: str, message_id: str) -> str | None
         transition_orders(
             moves=[Move(order_id, S.DISPATCHED, {"courier": partner, "tracking_id": tracking_id})], source=partner
         )
+        _apply_early([order_id], "tracking_update")
     return tracking_id

@@ -1,4 +1,5 @@
-"""Alerts with real workers, beat, Redis and PostgreSQL: an outage is one grouped Slack message, then resolved."""
+"""Alerts with real workers, beat, Redis and PostgreSQL: an outage is one grouped Slack message, then resolved;
+an order short of stock is one email."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from supplychain.celery import app
 from supplychain.events import services as event_services
 from supplychain.events.models import Delivery
 from tests.httpserver import Endpoint
+from tests.integrations.factories import order_doc, platform_client, stock_catalogue
 from tests.processes import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -93,3 +95,36 @@ def test_a_courier_outage_is_one_grouped_slack_message_then_resolved_once_redriv
         ("resolved", "sent"),
     ]
     assert AlertGroup.objects.filter(kind="partner_failing", notifications__gt=0).count() == 0
+
+
+def test_an_order_short_of_stock_is_reported_short_and_one_email_goes_out(
+    celery_worker, start_worker, celery_beat, tmp_path
+):
+    set_rule("order_short", recipients="ops@example.com", group_wait=1)
+    stock_catalogue(ham=100)  # two portions of pasta take 120 g of ham; 50 g is good until the delivery date
+    mail_dir = tmp_path / "mail"
+    with alert_worker(
+        celery_worker,
+        start_worker,
+        EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+        EMAIL_FILE_PATH=str(mail_dir),
+    ) as worker:
+        response = platform_client().post(
+            "/api/v1/orders/", json.dumps(order_doc("short-1")), content_type="application/json"
+        )
+        assert response.status_code == 202
+        try:
+            wait_for(lambda: mail_dir.is_dir() and list(mail_dir.iterdir()), 90, "the email about the short order")
+        except AssertionError as exc:
+            state = list(AlertGroup.objects.values()), list(AlertNotification.objects.values())
+            raise AssertionError(f"{exc}: {state}\n{worker.output()[-5000:]}") from None
+        time.sleep(4)
+        files = list(mail_dir.iterdir())
+    detail = platform_client().get("/api/v1/orders/short-1/").json()
+    assert detail["status"] == "short"
+    assert detail["timeline"][-1]["detail"]["shortages"][0]["sku"] == "ham"
+    assert len(files) == 1
+    message = files[0].read_text()
+    assert "To: ops@example.com" in message
+    assert "Subject: [supplychain] [FIRING] Order short of stock: stock (1)" in message
+    assert "short-1: ham: 120.000 requested, 50.000 available" in message

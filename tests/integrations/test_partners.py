@@ -442,3 +442,68 @@ def test_the_seeded_vocabulary_maps_both_couriers_words():
     assert StatusVocabulary.objects.get(partner="parcelpost", raw_status="return_to_sender").canonical_status == (
         "returned"
     )
+
+
+# ---- A partner faster than our own commit -------------------------------------------------------------
+
+
+def _booked(monkeypatch, partner: str = "swiftship") -> None:
+    """The courier's booking answers at once with a tracking number (its HTTP client is tested above)."""
+    monkeypatch.setattr(
+        adapters.adapter(partner), "book_shipment", lambda order, **_: (f"T-{order['order_id']}", b"{}")
+    )
+
+
+def test_a_courier_update_before_the_dispatch_commits_is_parked_early_then_applied_by_the_booking(monkeypatch):
+    stock_catalogue()
+    order_at("web-1", S.PICKED)
+    early = post_standard("swiftship", SWIFT_SECRET, _swift_body("web-1", "InTransit"), "msg_1")
+    assert early.status_code == 200
+    assert (early.json()["status"], early.json()["reason"]) == ("parked", "early")
+    assert "applied once it is dispatched" in early.json()["detail"]
+    assert Order.objects.get(order_id="web-1").status == S.PICKED
+    assert not OutboxEvent.objects.filter(type="integration.message_parked").exists()  # a race, not an incident
+    assert not AuditEntry.objects.filter(event_type="order.transition_refused").exists()
+
+    _booked(monkeypatch)
+    assert services.book_shipment(partner="swiftship", order_id="web-1", message_id="book-1") == "T-web-1"
+    order = Order.objects.get(order_id="web-1")
+    assert order.status == S.IN_TRANSIT
+    assert [step.to_status for step in order.timeline.all()][-2:] == [S.DISPATCHED, S.IN_TRANSIT]
+    message = PartnerMessage.objects.get(message_id="msg_1")
+    assert (message.status, message.reason, message.replays) == ("applied", "", 1)
+
+
+def test_early_updates_are_applied_in_the_order_they_came_and_a_late_one_still_never_goes_backwards(monkeypatch):
+    stock_catalogue()
+    order_at("web-1", S.PICKED)
+    order_at("web-2", S.PICKED)
+    post_standard("swiftship", SWIFT_SECRET, _swift_body("web-1", "InTransit"), "msg_1")
+    post_standard("swiftship", SWIFT_SECRET, _swift_body("web-1", "Delivered"), "msg_2")
+    post_standard("swiftship", SWIFT_SECRET, _swift_body("web-2", "Delivered"), "msg_3")
+    post_standard("swiftship", SWIFT_SECRET, _swift_body("web-2", "InTransit"), "msg_4")
+    assert set(PartnerMessage.objects.values_list("reason", flat=True)) == {"early"}
+    _booked(monkeypatch)
+    services.book_shipment(partner="swiftship", order_id="web-1", message_id="book-1")
+    assert Order.objects.get(order_id="web-1").status == S.DELIVERED
+    assert Order.objects.get(order_id="web-2").status == S.PICKED  # its own booking has not happened
+    services.book_shipment(partner="swiftship", order_id="web-2", message_id="book-2")
+    assert Order.objects.get(order_id="web-2").status == S.DELIVERED
+    statuses = dict(PartnerMessage.objects.filter(direction="in").values_list("message_id", "status"))
+    assert statuses == {"msg_1": "applied", "msg_2": "applied", "msg_3": "applied", "msg_4": "rejected"}
+
+
+def test_a_pick_confirmed_before_the_order_is_marked_sent_is_applied_once_it_is(partner_settings):
+    stock_catalogue()
+    order_at("web-1", S.RESERVED, delivery=3)
+    body = _pick_body("web-1", [("ham", "H1", "120"), ("mushroom", "M1", "160")])
+    early = post_standard("wms", WMS_SECRET, body, "msg_pick")
+    assert (early.json()["status"], early.json()["reason"]) == ("parked", "early")
+    assert Reservation.objects.get(transaction_id="web-1").status == "reserved"
+    with Endpoint(secret=WMS_SECRET) as endpoint:
+        partner_settings.PARTNERS = {**PARTNERS, "wms": {**PARTNERS["wms"], "url": endpoint.url.rstrip("/")}}
+        assert services.send_pick_requests(order_ids=["web-1"], message_id="batch_1") == 1
+    assert Order.objects.get(order_id="web-1").status == S.PICKED
+    assert Reservation.objects.get(transaction_id="web-1").status == "committed"
+    assert PartnerMessage.objects.get(message_id="msg_pick").status == "applied"
+    assert stock_selectors.invariant_violations() == []
