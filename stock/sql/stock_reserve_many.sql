@@ -86,7 +86,6 @@ DECLARE
     v_level_counts jsonb := '{}'::jsonb;
     v_mark bigint;
     v_constraints text;
-    v_gone uuid[];
 BEGIN
     IF n = 0 THEN
         RETURN jsonb_build_object('results', '[]'::jsonb, 'events', '{}'::jsonb, 'replanned', false);
@@ -188,13 +187,7 @@ BEGIN
             -- Stale: take back what step 2 wrote; it is written again from the new plan below.
             DELETE FROM stock_movement WHERE reservation_id = ANY (o_id);
             DELETE FROM stock_allocation WHERE reservation_id = ANY (o_id);
-            WITH gone AS (
-                DELETE FROM events_outboxevent
-                 WHERE id > v_mark AND txid = pg_current_xact_id()
-                   AND type IN ('stock.reservation_created', 'stock.reservation_rejected')
-                RETURNING event_id
-            ) SELECT array_agg(event_id) INTO v_gone FROM gone;
-            DELETE FROM events_auditentry WHERE event_id = ANY (v_gone) AND kind = 'published';
+            PERFORM events_unpublish(v_mark, ARRAY['stock.reservation_created', 'stock.reservation_rejected']);
             DELETE FROM stock_reservation WHERE id = ANY (o_id);
         END IF;
 
@@ -378,7 +371,7 @@ BEGIN
         END IF;
         -- Events: one per request in order (the levels' follow under the locks).
         IF v_pass = 1 THEN
-            SELECT coalesce(max(id), 0) INTO v_mark FROM events_outboxevent;
+            v_mark := events_outbox_mark();
         END IF;
         IF e_count > 0 THEN
             SELECT jsonb_agg(u.e ORDER BY u.n) INTO v_events FROM unnest(e_events) WITH ORDINALITY AS u(e, n);

@@ -51,10 +51,7 @@ def test_stock_sql_and_migrations_write_no_events_table():
     events_table = re.compile(r"\b(" + "|".join(tables) + r")\b")
     sources = [*(ROOT / "stock" / "sql").glob("*.sql"), *(ROOT / "stock" / "migrations").glob("*.py")]
     named = {path.name: sorted(set(events_table.findall(path.read_text()))) for path in sources}
-    # One known exception, to be moved behind an events function: stock_reserve_many takes back, in its own
-    # transaction, the reservation events it published before its locks when their plan went stale.
-    known = {"stock_reserve_many.sql": ["events_auditentry", "events_outboxevent"]}
-    assert {name: tables for name, tables in named.items() if tables and known.get(name) != tables} == {}
+    assert {name: tables for name, tables in named.items() if tables} == {}
 
 
 @pytest.mark.django_db
@@ -67,6 +64,7 @@ def test_the_outbox_txid_index_is_built_once_and_stock_publishes_through_events_
         )
         assert [row[0] for row in cursor.fetchall()] == ["outbox_level_changed_txid_idx"]
         cursor.execute(
-            "SELECT proname FROM pg_proc WHERE proname IN ('events_publish', 'stock_publish_events') ORDER BY 1"
+            "SELECT proname FROM pg_proc WHERE proname IN"
+            " ('events_publish', 'events_unpublish', 'events_outbox_mark', 'stock_publish_events') ORDER BY 1"
         )
-        assert [row[0] for row in cursor.fetchall()] == ["events_publish"]
+        assert [row[0] for row in cursor.fetchall()] == ["events_outbox_mark", "events_publish", "events_unpublish"]

@@ -410,6 +410,15 @@ def test_a_group_planned_on_stock_taken_meanwhile_is_planned_again_under_the_loc
     assert (level.on_hand, level.reserved) == (D(20), D(17))
     (changed,) = OutboxEvent.objects.filter(type="stock.level_changed", payload__reserved="17.000")
     assert changed.payload["available"] == "3.000"
+    # The events of the stale plan were taken back (events_unpublish): one per request, with one audit entry each.
+    created = OutboxEvent.objects.filter(type="stock.reservation_created", payload__transaction_id__in=["a", "b"])
+    assert sorted(created.values_list("payload__transaction_id", flat=True)) == ["a", "b"]
+    published = AuditEntry.objects.filter(kind="published", event_type="stock.reservation_created")
+    assert sorted(published.filter(event_id__in=created.values("event_id")).values_list("entity_key", flat=True)) == [
+        "a",
+        "b",
+    ]
+    assert published.count() == created.count() + 1  # and the other reservation's own
 
 
 @pytest.mark.django_db(transaction=True)
