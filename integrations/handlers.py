@@ -155,6 +155,19 @@ def send_purchase_order_to_erp(envelope: dict) -> None:
 
 
 @subscriber(
+    "erp-forecast-purchases",
+    event_types=["forecast.purchase_order_suggested"],
+    queue="dispatch",
+    max_attempts=10,
+    initial_interval=5.0,
+    max_interval=1800.0,
+)
+def place_forecast_purchase_order(envelope: dict) -> None:
+    """The forecast drives purchasing: each supplier's suggestion becomes a purchase order for the ERP."""
+    purchasing.place_suggested_purchase_order(suggestion=envelope["payload"])
+
+
+@subscriber(
     "erp-sales-orders",
     event_types=["order.*"],
     queue="dispatch",

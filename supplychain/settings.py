@@ -477,6 +477,9 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")  # bearer token for Prometh
 
 # --- Flower -----------------------------------------------------------------------------------------
 FLOWER_PORT = env.int("FLOWER_PORT", default=5555)
+# The forecast's purchase suggestions are placed as purchase orders for the ERP (integrations handler
+# erp-forecast-purchases); off: buyers place them from the suggestions in the admin.
+FORECAST_PLACE_PURCHASE_ORDERS = env.bool("FORECAST_PLACE_PURCHASE_ORDERS", default=True)
 # make run (manage.py runstack) also starts a demo platform sending orders over HTTP at this rate (0: none).
 DEMO_ORDERS_PER_MINUTE = env.float("DEMO_ORDERS_PER_MINUTE", default=6.0)
 FLOWER_URL = env.str("FLOWER_URL", default=f"http://127.0.0.1:{FLOWER_PORT}/")

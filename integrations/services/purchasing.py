@@ -8,11 +8,13 @@ import csv
 import hashlib
 import io
 import json
+import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -20,11 +22,12 @@ from integrations.adapters import erp
 from integrations.errors import InvalidPurchaseOrder, PurchaseOrderIdReused
 from integrations.models import PurchaseOrder
 from stock import services as stock_services
-from stock.models import Ingredient
+from stock.models import Ingredient, Supplier
 from stock.services.receipts import validate_receipt_key
 from supplychain.events.services import publish, record_received
 
 GOODS_RECEIPT_PREFIX = "erp/goods-receipts/"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,6 +88,36 @@ def place_purchase_order(
             errors={"purchase_order_id": ["Already used with a different body."]},
         )
     return Placed(existing, False)
+
+
+def place_suggested_purchase_order(*, suggestion: dict) -> Placed | None:
+    """The forecast drives purchasing: one ``forecast.purchase_order_suggested`` placed as a purchase order.
+
+    Keyed ``forecast-<forecast id>-<supplier code>``, so a redelivered suggestion places nothing twice. The
+    expected date is the earliest arrival of its lines. Nothing is placed when ``FORECAST_PLACE_PURCHASE_ORDERS``
+    is off (buyers place them from the forecast's suggestions themselves), for a suggestion no supplier sells,
+    or for a supplier no longer known (logged).
+    """
+    if not settings.FORECAST_PLACE_PURCHASE_ORDERS or not suggestion["supplier_code"]:
+        return None
+    supplier = Supplier.objects.filter(code=suggestion["supplier_code"]).first()
+    if supplier is None:
+        logger.warning("forecast %s suggests buying from unknown supplier %r", suggestion["forecast_id"], suggestion)
+        return None
+    lines = [line for line in suggestion["lines"] if Decimal(line["quantity"]) > 0]
+    if not lines:
+        return None
+    late = sorted(line["sku"] for line in lines if line["late"])
+    notes = f"Suggested by forecast {suggestion['forecast_id']}: order by {suggestion['order_by']}."
+    if late:
+        notes += f" Arrives after it is needed: {', '.join(late)}."
+    return place_purchase_order(
+        purchase_order_id=f"forecast-{suggestion['forecast_id']}-{supplier.code}"[:100],
+        supplier=supplier.name,
+        expected_date=min(date.fromisoformat(line["arrives"]) for line in lines),
+        lines=[{"sku": line["sku"], "quantity": line["quantity"]} for line in lines],
+        notes=notes[:1000],
+    )
 
 
 def mark_purchase_order_sent(*, purchase_order_id: str, erp_reference: str = "") -> None:

@@ -11,10 +11,10 @@ from rest_framework.test import APIClient
 
 from integrations import services
 from integrations.models import PurchaseOrder
-from stock.models import Batch, StockLevel
+from stock.models import Batch, StockLevel, Supplier
 from supplychain.core.bootstrap import bootstrap, issue_token
 from supplychain.events import services as event_services
-from supplychain.events.models import AuditEntry, Delivery, Subscription
+from supplychain.events.models import AuditEntry, Delivery, OutboxEvent, Subscription
 from tests.httpserver import Endpoint
 from tests.integrations.factories import day, order_doc, stock_catalogue
 
@@ -204,3 +204,55 @@ def test_goods_receipts_need_authentication_and_the_receipt_permission():
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=nobody).key}")
     assert client.post("/api/v1/goods-receipts/", goods_receipt(), format="json").status_code == 403
+
+
+def suggestion(forecast_id: int = 7, supplier_code: str = "farm-a", **changes) -> dict:
+    return {
+        "forecast_id": forecast_id,
+        "supplier_code": supplier_code,
+        "order_by": day(1).isoformat(),
+        "lines": [
+            {
+                "sku": "ham",
+                "quantity": "6000",
+                "packs": 6,
+                "arrives": day(4).isoformat(),
+                "needed_by": day(3).isoformat(),
+                "late": True,
+            },
+            {
+                "sku": "mushroom",
+                "quantity": "2500",
+                "packs": 5,
+                "arrives": day(3).isoformat(),
+                "needed_by": day(5).isoformat(),
+                "late": False,
+            },
+        ],
+        **changes,
+    }
+
+
+def test_a_forecasts_suggestion_is_placed_once_as_a_purchase_order_for_the_erp(settings):
+    stock_catalogue()
+    Supplier.objects.filter(name="Farm A").update(code="farm-a")
+    event_services.publish("forecast.purchase_order_suggested", suggestion(), key="run-1:farm-a")
+    event_services.publish("forecast.purchase_order_suggested", suggestion(), key="run-1:farm-a")  # a repeat
+    event_services.publish("forecast.purchase_order_suggested", suggestion(supplier_code=""), key="run-1:-")
+    assert deliver("erp-forecast-purchases").succeeded == 3
+    order = PurchaseOrder.objects.get()
+    assert order.purchase_order_id == "forecast-7-farm-a"
+    assert (order.supplier, order.expected_date, order.status) == ("Farm A", day(3), "placed")
+    assert order.lines == [{"sku": "ham", "quantity": "6000"}, {"sku": "mushroom", "quantity": "2500"}]
+    assert order.notes == f"Suggested by forecast 7: order by {day(1).isoformat()}. Arrives after it is needed: ham."
+    (placed,) = OutboxEvent.objects.filter(type="purchase_order.placed")
+    assert placed.payload["purchase_order_id"] == "forecast-7-farm-a"  # erp-purchase-orders sends it on
+
+
+def test_suggestions_are_left_to_the_buyers_when_placing_is_off(settings):
+    settings.FORECAST_PLACE_PURCHASE_ORDERS = False
+    stock_catalogue()
+    Supplier.objects.filter(name="Farm A").update(code="farm-a")
+    event_services.publish("forecast.purchase_order_suggested", suggestion(), key="run-1:farm-a")
+    assert deliver("erp-forecast-purchases").succeeded == 1
+    assert not PurchaseOrder.objects.exists()
