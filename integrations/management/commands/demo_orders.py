@@ -3,7 +3,9 @@
 What ``make run`` starts beside the stack, so the demo shows orders arriving and moving in the admin and
 Flower. It places orders of the recipes in the catalogue (1 to 3 recipes, 1 to 4 portions, delivery in 2 to
 5 days) through ``POST /api/v1/orders/`` with the platform user's token, at ``--rate`` orders a minute,
-each announced on one line. It waits for the web server to answer, and goes on after errors.
+each announced on one line. It waits for the web server to answer and for stock to be on hand (the demo
+receipt is taken in by the ingest poll shortly after start; orders before it would all be short), and goes on
+after errors.
 """
 
 from __future__ import annotations
@@ -57,8 +59,14 @@ class Command(BaseCommand):
         parser.add_argument("--rate", type=float, default=6.0, help="Orders a minute (default 6).")
         parser.add_argument("--count", type=int, default=0, help="Stop after this many orders (0: run until stopped).")
         parser.add_argument("--seed", type=int, default=None, help="Seed for repeatable orders.")
+        parser.add_argument(
+            "--wait-for-stock",
+            type=float,
+            default=120.0,
+            help="Seconds to wait for stock on hand before the first order (0: do not wait; default 120).",
+        )
 
-    def handle(self, *args, url, token, rate, count, seed, **options):
+    def handle(self, *args, url, token, rate, count, seed, wait_for_stock, **options):
         if not 0 < rate <= 60_000:
             raise CommandError("--rate: between 0 and 60000 orders a minute.")
         token = token or Token.objects.filter(user__username=API_USERNAME).values_list("key", flat=True).first()
@@ -75,6 +83,8 @@ class Command(BaseCommand):
         session = requests.Session()
         session.headers["Authorization"] = f"Token {token}"
         endpoint = f"{url.rstrip('/')}/api/v1/orders/"
+        if wait_for_stock > 0:
+            self._wait_for_stock(session, f"{url.rstrip('/')}/api/v1/stock/levels/", wait_for_stock)
         sent = waiting = 0
         interval = 60.0 / rate
         next_at = time.monotonic()
@@ -102,6 +112,27 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             pass
         self.stdout.write(f"demo orders: {sent} sent")
+
+    def _wait_for_stock(self, session: requests.Session, levels_url: str, seconds: float) -> None:
+        """Until some ingredient is on hand (read through the API, as the platform would), at most ``seconds``."""
+        deadline = time.monotonic() + seconds
+        said = False
+        while not self.stopping and time.monotonic() < deadline:
+            try:
+                response = session.get(levels_url, params={"page_size": 100}, timeout=10)
+                levels = response.json().get("results", []) if response.status_code == 200 else []
+            except (requests.RequestException, ValueError):
+                levels = []
+            if any(float(level.get("on_hand") or 0) > 0 for level in levels):
+                if said:
+                    self.stdout.write("stock is on hand: sending orders")
+                return
+            if not said:
+                self.stdout.write("waiting for stock on hand (the demo receipt is taken in by the ingest poll)")
+                said = True
+            time.sleep(2)
+        if not self.stopping:
+            self.stdout.write(f"no stock on hand after {seconds:.0f} s: sending orders anyway (they will be short)")
 
     def _stop(self, signum, frame):
         self.stopping = True
