@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -10,6 +11,8 @@ from integrations.models import Order, PartnerMessage
 from stock import selectors as stock_selectors
 from supplychain.events import services as event_services
 from supplychain.events.models import Delivery, Subscription
+from tests.httpserver import Endpoint
+from tests.integration.test_alerts_worker import alert_worker, set_rule, slack_texts
 from tests.integrations.factories import order_doc, platform_client, stock_catalogue
 from tests.integrations.test_partners import seed_vocabulary
 from tests.processes import wait_for
@@ -93,27 +96,39 @@ def test_duplicated_and_out_of_order_updates_change_the_order_once_and_never_bac
     assert status_of("e2e-2") == S.DELIVERED
 
 
-def test_a_courier_down_is_retried_dead_lettered_redriven_and_delivers_exactly_once(partners, settings):
+def test_a_courier_down_is_retried_dead_lettered_alerted_once_redriven_and_delivers_exactly_once(
+    partners, settings, celery_worker, start_worker, celery_beat
+):
     settings.PARTNER_COURIERS = ["swiftship"]
+    set_rule("dead_letters", group_wait=2, group_interval=300, repeat_interval=3600)
+    set_rule("partner_failing", group_wait=120)
     subscription = Subscription.objects.get(name="partner-swiftship")
     event_services.update_subscription(
         subscription=subscription, max_attempts=3, initial_interval=0.2, max_interval=0.5, jitter="none"
     )
     partners.set("swiftship", down_for=10**9)
     stock_catalogue()
-    place("e2e-3")
-    dead = wait_for(
-        lambda: Delivery.objects.filter(subscription__name="partner-swiftship", status="dead").first(),
-        120,
-        "the booking to be dead-lettered after its retries",
-    )
-    assert dead.attempts == 3
-    assert status_of("e2e-3") == S.PICKED
-    assert Subscription.objects.get(name="partner-swiftship").alarm_state == "alarm"
+    with Endpoint() as slack, alert_worker(celery_worker, start_worker, SLACK_WEBHOOK_URL=slack.url):
+        place("e2e-3")
+        dead = wait_for(
+            lambda: Delivery.objects.filter(subscription__name="partner-swiftship", status="dead").first(),
+            120,
+            "the booking to be dead-lettered after its retries",
+        )
+        assert dead.attempts == 3
+        assert status_of("e2e-3") == S.PICKED
+        assert Subscription.objects.get(name="partner-swiftship").alarm_state == "alarm"
+        wait_for(lambda: slack.received, 60, "the grouped Slack message about the dead letter")
 
-    partners.set("swiftship", down_for=0)
-    assert event_services.redrive_deliveries(subscription="partner-swiftship", actor="test") == 1
-    wait_for(lambda: status_of("e2e-3") == S.DELIVERED, 120, "the redriven booking to deliver the order")
+        partners.set("swiftship", down_for=0)
+        assert event_services.redrive_deliveries(subscription="partner-swiftship", actor="test") == 1
+        wait_for(lambda: status_of("e2e-3") == S.DELIVERED, 120, "the redriven booking to deliver the order")
+        wait_for(lambda: len(slack.received) >= 2, 60, "the resolved Slack message")
+        time.sleep(3)  # more sweeps: nothing more
+        texts = slack_texts(slack)
+    assert len(texts) == 2, texts
+    assert texts[0].startswith("*[FIRING] Dead letters: partner-swiftship (1)*"), texts
+    assert texts[1].startswith("*[RESOLVED] Dead letters: partner-swiftship*"), texts
     booked = [s for s in partners["swiftship"].shipments.values() if s["reference"] == "e2e-3"]
     assert len(booked) == 1  # the simulator is the session's: other tests' shipments are there too
     moves = [step.to_status for step in Order.objects.get(order_id="e2e-3").timeline.all()]
