@@ -120,7 +120,9 @@ class RunDetailSerializer(RunSerializer):
         fields = [*RunSerializer.Meta.fields, "states", "attempts", "history"]
 
     def get_states(self, run) -> dict[str, str]:
-        return selectors.run_states(run)
+        """Each state by its path (``Fanout/Branches[0]/Load``, ``Each/ItemProcessor/Work``): NOT_RUN, RUNNING,
+        SUCCEEDED, FAILED, CAUGHT, RETRIED or ABORTED."""
+        return selectors.state_statuses(run)
 
     def get_attempts(self, run) -> list[dict]:
         return AttemptSerializer(selectors.run_attempts(run), many=True).data

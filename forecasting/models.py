@@ -97,6 +97,11 @@ class Run(models.Model):
         ordering = ["-started_at"]
         constraints = [models.UniqueConstraint(fields=["pipeline", "name"], name="forecasting_run_name_unique")]
         indexes = [models.Index(fields=["status", "started_at"])]
+        # Starting a run is ``add_run``; these two act on a run that exists (API, admin actions).
+        permissions = [
+            ("redrive_run", "Can redrive a failed or aborted run"),
+            ("cancel_run", "Can cancel a running run"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.pipeline_id}:{self.name}"

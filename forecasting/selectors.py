@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from collections import defaultdict
 
-from forecasting.models import Branch, HistoryEvent, Pipeline, Run, StateAttempt
+from django.db.models import Q, QuerySet
+
+from forecasting import diagram
+from forecasting.models import Branch, BranchStatus, HistoryEvent, Pipeline, Run, StateAttempt
 
 HISTORY_SHOWN = 1000
 ATTEMPTS_SHOWN = 500
@@ -23,25 +26,62 @@ def runs(*, pipeline: str | None = None, status: str | None = None) -> QuerySet[
     return queryset
 
 
-def run_states(run: Run) -> dict[str, str]:
-    """The status of each state of the top level (and of nested scopes, keyed by path), for the picture."""
-    states: dict[str, str] = {}
-    for key, state, status in Branch.objects.filter(run=run).values_list("key", "state", "status"):
-        states[f"{_scope_of(key)}{state}"] = status
-    for key, state, status in (
-        StateAttempt.objects.filter(run=run).order_by("id").values_list("branch__key", "state", "status")
+# When a state's branches (Map items, visits) did different things, the first of these is shown.
+STATUS_PRECEDENCE = (
+    diagram.FAILED,
+    diagram.RUNNING,
+    diagram.ABORTED,
+    diagram.CAUGHT,
+    diagram.RETRIED,
+    diagram.SUCCEEDED,
+    diagram.NOT_RUN,
+)
+
+
+def state_statuses(run: Run) -> dict[str, str]:
+    """What each state of the run's definition did, by its path (``diagram.state_path``), for the picture and the API.
+
+    Derived from what is persisted: a branch running in a state, or that failed or was aborted in it (its current
+    state is where it stopped); a Task attempt beyond the first, or a Parallel/Map retry scheduled (retried);
+    ``CatchTaken`` (caught); a ``…StateExited`` (succeeded). A state of many branches (Map items, loops) shows
+    the first of ``STATUS_PRECEDENCE`` among them; a redriven state shows what it did since.
+    """
+    seen: dict[str, set[str]] = defaultdict(set)
+    address_of: dict[str, list] = {}
+    for key, address, state, status, visit in Branch.objects.filter(run=run).values_list(
+        "key", "address", "state", "status", "visit"
     ):
-        states.setdefault(f"{_scope_of(key)}{state}", status)
-    for event in HistoryEvent.objects.filter(run=run, type__endswith="StateExited").values_list("branch_key", "state"):
-        states.setdefault(f"{_scope_of(event[0])}{event[1]}", "SUCCEEDED")
-    return states
-
-
-def _scope_of(key: str) -> str:
-    """``Each@1/3`` (item 3 of the Map ``Each``) → ``Each/``: the definition scope a branch key runs in."""
-    parts = [part for part in key.split("/") if part]
-    names = [part.split("@")[0] for part in parts[0::2]]
-    return "".join(f"{name}/" for name in names)
+        address_of[key] = address
+        if visit == 0:  # a Map item that never started
+            continue
+        path = diagram.state_path(address, state)
+        if status == BranchStatus.RUNNING:
+            seen[path].add(diagram.RUNNING)
+        elif status == BranchStatus.FAILED:
+            seen[path].add(diagram.FAILED)
+        elif status == BranchStatus.ABORTED:
+            seen[path].add(diagram.ABORTED)
+    retried = StateAttempt.objects.filter(run=run, attempt__gt=1).values_list("branch__address", "state").distinct()
+    for address, state in retried:
+        seen[diagram.state_path(address, state)].add(diagram.RETRIED)
+    finished = (
+        HistoryEvent.objects.filter(run=run)
+        .filter(Q(type__endswith="StateExited") | Q(type="CatchTaken") | Q(type__endswith="StateRetryScheduled"))
+        .values_list("type", "branch_key", "state")
+        .distinct()
+    )
+    for kind, key, state in finished:
+        if kind == "CatchTaken":
+            status = diagram.CAUGHT
+        elif kind.endswith("StateRetryScheduled"):
+            status = diagram.RETRIED
+        else:
+            status = diagram.SUCCEEDED
+        seen[diagram.state_path(address_of.get(key, []), state)].add(status)
+    statuses = {}
+    for path in diagram.state_paths(run.definition):
+        statuses[path] = next((s for s in STATUS_PRECEDENCE if s in seen.get(path, ())), diagram.NOT_RUN)
+    return statuses
 
 
 def run_history(run: Run) -> list[HistoryEvent]:
