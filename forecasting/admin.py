@@ -36,7 +36,20 @@ def pretty_json(value, *, limit: int = JSON_SHOWN) -> str:
     text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
     if len(text) > limit:
         text = f"{text[:limit]}\n… {len(text) - limit:,} more characters (the whole value: GET the run in the API)"
-    return format_html('<pre class="json" style="max-height:24em;overflow:auto;margin:0">{}</pre>', text)
+    return format_html(
+        '<pre class="json" style="max-height:24em;max-width:40em;overflow:auto;margin:0;white-space:pre-wrap">{}</pre>',
+        text,
+    )
+
+
+def compact_json(value, *, limit: int = DETAILS_SHOWN) -> str:
+    """``value`` as one wrapped line of JSON (a history entry's details), cut after ``limit`` characters."""
+    if value is None or value == {}:
+        return ""
+    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
+    if len(text) > limit:
+        text = f"{text[:limit]} … {len(text) - limit:,} more characters"
+    return format_html('<code style="white-space:pre-wrap;word-break:break-word">{}</code>', text)
 
 
 def _time(moment) -> str:
@@ -198,7 +211,7 @@ class RunAdmin(ReadOnlyAdmin):
                     event.type,
                     event.branch_key or "",
                     event.state,
-                    pretty_json(event.details, limit=DETAILS_SHOWN) if event.details else "",
+                    compact_json(event.details),
                 )
                 for number, event in enumerate(events, start=1)
             ),
@@ -231,15 +244,16 @@ class RunAdmin(ReadOnlyAdmin):
                     pretty_json(attempt.input),
                     pretty_json(attempt.output),
                     attempt.error,
-                    pretty_json(attempt.cause, limit=DETAILS_SHOWN) if attempt.cause else "",
+                    Truncator(attempt.cause).chars(DETAILS_SHOWN),
                 )
                 for attempt in attempts
             ),
         )
         return format_html(
-            '<table id="run-attempts"><thead><tr><th>state</th><th>branch</th><th>#</th><th>status</th>'
+            '<div style="overflow-x:auto;max-width:100%"><table id="run-attempts"><thead><tr><th>state</th>'
+            "<th>branch</th><th>#</th><th>status</th>"
             "<th>delay</th><th>started</th><th>finished</th><th>input</th><th>output</th><th>error</th>"
-            "<th>cause</th></tr></thead><tbody>{}</tbody></table>",
+            "<th>cause</th></tr></thead><tbody>{}</tbody></table></div>",
             rows,
         )
 

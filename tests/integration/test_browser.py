@@ -182,3 +182,90 @@ def test_a_pages_event_source_on_the_live_level_stream_receives_a_change(chromiu
             page.evaluate("() => window.source.close()")
         finally:
             browser.close()
+
+
+def failed_forecast_run():
+    """A real run on the engine's executor (its messages run in this process): Prepare, a Parallel of two
+    branches, then ``Build forecast`` failing twice (one retry) with no catcher for its error."""
+    from django.db import transaction
+
+    from forecasting import services as forecasting
+    from forecasting.engine.builder import Machine, catch, retry
+    from forecasting.models import Run
+    from forecasting.services import execution
+    from tests.forecasting.conftest import InlineDispatcher
+
+    machine = (
+        Machine()
+        .pass_("Prepare", result={"horizon_days": 28}, result_path="$.plan")
+        .parallel("Models", [Machine().task("Volume", "probe.echo"), Machine().pass_("Recipe mix")], result_path=None)
+        .task(
+            "Build forecast",
+            "probe.fail_until",
+            parameters={"key": "browser", "failures": 99, "error": "ModelDiverged"},
+            retry=[retry(["ModelDiverged"], interval=1, max_attempts=1)],
+            catch=[catch(["NotThisOne"], "Notify")],
+            end=True,
+        )
+        .pass_("Notify", end=True)
+    )
+    forecasting.save_pipeline(name="browser-forecast", definition=machine.build())
+    dispatcher, previous = InlineDispatcher(), execution.dispatcher
+    execution.dispatcher = dispatcher
+    try:
+        with transaction.atomic():
+            run, _ = forecasting.start_run(pipeline="browser-forecast", input={"weekday": "Friday"}, name="nightly-1")
+        dispatcher.drain()
+    finally:
+        execution.dispatcher = previous
+    run = Run.objects.get(id=run.id)
+    assert (run.status, run.error) == ("FAILED", "ModelDiverged")
+    return run
+
+
+def test_an_operator_sees_a_failed_runs_picture_history_and_attempts(chromium, web, stock_on_hand, log_dir):
+    from playwright.sync_api import sync_playwright
+
+    from forecasting import diagram
+    from tests.probe import steps
+
+    steps.store().delete(steps.PREFIX + "calls:browser")
+    run = failed_forecast_run()
+    with sync_playwright() as playwright:
+        browser, page = logged_in_page(playwright, chromium, web)
+        try:
+            page.goto(f"{web}/admin/forecasting/run/")
+            assert "nightly-1" in page.locator("#result_list").inner_text()
+            page.click("text=nightly-1")
+            page.wait_for_selector("svg#run-diagram")
+            page.screenshot(path=str(log_dir / "run.png"), full_page=True)
+            picture = page.locator("svg#run-diagram")
+            picture.screenshot(path=str(log_dir / "run-picture.png"))
+            box = picture.bounding_box()
+            assert box["width"] > 400 and box["height"] > 300  # drawn, not an empty element
+
+            def state(path: str):
+                return picture.locator(f'g.state[data-path="{path}"]')
+
+            failed = state("Build forecast")
+            assert failed.get_attribute("data-status") == diagram.FAILED
+            fill = failed.locator("rect.box").evaluate("el => getComputedStyle(el).fill")
+            assert fill == "rgb(252, 146, 114)" == _rgb(diagram.COLOURS[diagram.FAILED][0]), fill
+            assert state("Prepare").get_attribute("data-status") == diagram.SUCCEEDED
+            assert state("Models/Branches[0]/Volume").get_attribute("data-status") == diagram.SUCCEEDED
+            assert state("Notify").get_attribute("data-status") == diagram.NOT_RUN
+            assert "failed" in picture.locator("text").all_text_contents()  # the legend
+
+            history = page.locator("#run-history").inner_text()
+            assert history.count("TaskFailed") == 2 and "ExecutionFailed" in history
+            assert history.index("ExecutionStarted") < history.index("TaskFailed") < history.index("ExecutionFailed")
+            attempts = page.locator("#run-attempts").inner_text()
+            assert "ModelDiverged" in attempts and "attempt 2 of browser" in attempts
+            assert str(run.id) in page.content()
+        finally:
+            browser.close()
+
+
+def _rgb(colour: str) -> str:
+    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgb({red}, {green}, {blue})"
