@@ -3,7 +3,8 @@
 Each is a handler subscription (created on migrate, its retry policy editable in the admin): a partner
 that fails makes the handler raise, and ``supplychain.events`` retries with backoff and jitter, dead-letters,
 alarms and redrives; what the call changes (the order's status, the outbound message) commits with the
-delivery's success, so it happens once. Alerts are handlers too: alerts join their groups (``alerts-observe``)
+delivery's success, so it happens once. Alerts are handlers too: alerts join their groups (``alerts-observe``;
+failed pipeline runs, ``forecasting.run_failed``, through ``alerts-pipelines``)
 and alert messages go to Slack and email (``alerts-slack``, ``alerts-email``); the ERP gets purchase orders
 and the sales-order mirror.
 """
@@ -58,14 +59,20 @@ ALERTING_EVENTS = {
     "order.delivery_failed": Kind.DELIVERY_FAILED,
     "order.returned": Kind.RETURNED,
 }
+# Facts of other apps that alert: their own handler subscription (a subscription made on migrate keeps the event
+# types it was made with, so a new source gets a new subscription rather than a change to alerts-observe).
+PIPELINE_EVENTS = {"forecasting.run_failed": Kind.PIPELINE_FAILED}
 _session = requests.Session()
 _session.headers["User-Agent"] = "supplychain-alerts/1"
 
 
 def observation(envelope: dict) -> Observation | None:
     """The alert an event carries, in the words an operator reads."""
-    kind = ALERTING_EVENTS.get(envelope["type"])
+    kind = ALERTING_EVENTS.get(envelope["type"]) or PIPELINE_EVENTS.get(envelope["type"])
     payload = envelope["payload"]
+    if kind == Kind.PIPELINE_FAILED:  # grouped by pipeline: a nightly failing every night is one group
+        cause = f": {payload['cause'][:200]}" if payload.get("cause") else ""
+        return Observation(kind, payload["pipeline"], payload["name"], f"{payload['error'] or 'failed'}{cause}")
     if kind == Kind.WEBHOOK_REJECTED:
         ref = payload.get("message_id") or payload.get("remote_addr") or envelope["id"]
         return Observation(kind, payload["partner"], ref, payload["reason"])
@@ -98,6 +105,14 @@ def observation(envelope: dict) -> Observation | None:
 @subscriber("alerts-observe", event_types=list(ALERTING_EVENTS), batch=True, queue="default", max_attempts=10)
 def observe(envelopes: list[dict]) -> None:
     """Alerting: integration and logistics issues join their group (kind, partner)."""
+    found = [o for o in (observation(envelope) for envelope in envelopes) if o is not None]
+    if found:
+        alerts.observe_alerts(observations=found)
+
+
+@subscriber("alerts-pipelines", event_types=list(PIPELINE_EVENTS), batch=True, queue="default", max_attempts=10)
+def observe_pipelines(envelopes: list[dict]) -> None:
+    """Alerting: failed pipeline runs join their group (pipeline_failed, the pipeline's name)."""
     found = [o for o in (observation(envelope) for envelope in envelopes) if o is not None]
     if found:
         alerts.observe_alerts(observations=found)

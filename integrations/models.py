@@ -212,6 +212,7 @@ class AlertRule(models.Model):
         RESERVATION_AT_RISK = "reservation_at_risk", "Reservation at risk from expiry"
         DELIVERY_FAILED = "delivery_failed", "Delivery failed"
         RETURNED = "returned", "Order returned"
+        PIPELINE_FAILED = "pipeline_failed", "Pipeline run failed"
 
     class Channel(models.TextChoices):
         SLACK = "slack", "Slack (SLACK_WEBHOOK_URL)"

@@ -1,9 +1,9 @@
 """Alerts grouped the way Prometheus Alertmanager groups them: by kind and partner, with database state.
 
 Alerts come in two ways. Events (a rejected webhook, a parked message, an order short, a reservation at
-risk, a failed or returned delivery) join their group through ``observe_alerts`` (the handler in
-``integrations.handlers``). The backbone's own state (dead deliveries per subscription, deliveries failing attempt after
-attempt) is read by the sweep. The sweep (beat, every
+risk, a failed or returned delivery, a pipeline run that failed) join their group through ``observe_alerts``
+(the handlers in ``integrations.handlers``). The backbone's own state (dead deliveries per subscription,
+deliveries failing attempt after attempt) is read by the sweep. The sweep (beat, every
 ALERTS_SWEEP_SECONDS) resolves what has cleared and decides each message: the first after ``group_wait``,
 one about what joined since after ``group_interval``, a repeat after ``repeat_interval``, a resolved one when
 the group clears. A message is an ``integration.alert_notified`` event, so the backbone delivers it to the
@@ -53,6 +53,8 @@ DEFAULT_RULES: dict[str, dict] = {
     Kind.RESERVATION_AT_RISK: {"channel": Channel.EMAIL, "send_resolved": False},
     Kind.DELIVERY_FAILED: {"channel": Channel.EMAIL, "send_resolved": False},
     Kind.RETURNED: {"channel": Channel.EMAIL, "send_resolved": False},
+    # A failed run stays failed until someone redrives it: to Slack, no "resolved" message.
+    Kind.PIPELINE_FAILED: {"channel": Channel.SLACK, "send_resolved": False},
 }
 
 

@@ -193,7 +193,7 @@ def failed_forecast_run():
     from forecasting.engine.builder import Machine, catch, retry
     from forecasting.models import Run
     from forecasting.services import execution
-    from tests.forecasting.conftest import InlineDispatcher
+    from tests.forecasting.inline import InlineDispatcher
 
     machine = (
         Machine()

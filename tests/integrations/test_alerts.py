@@ -49,6 +49,7 @@ def test_every_kind_has_a_rule_integration_to_slack_logistics_by_email():
         "reservation_at_risk": "email",
         "delivery_failed": "email",
         "returned": "email",
+        "pipeline_failed": "slack",
     }
     assert alerts.rules()["dead_letters"].group_wait == 30.0
     AlertRule.objects.filter(kind="returned").delete()  # a deleted rule comes back with the defaults
@@ -342,3 +343,71 @@ def test_the_admin_lists_rules_groups_and_messages_with_filters_and_search(clien
     assert b"o-77" in client.get(f"/admin/integrations/alertgroup/{group.id}/change/").content
     page = client.get("/admin/integrations/alertnotification/?channel=email&q=FIRING")
     assert page.status_code == 200 and b"[FIRING] Order short of stock" in page.content
+
+
+def failed_pipeline_run(monkeypatch, *, pipeline: str, name: str):
+    """A real run on the engine's executor whose Task fails with no retrier or catcher left (FAILED)."""
+    from django.db import transaction
+
+    from forecasting import services as forecasting
+    from forecasting.engine.builder import Machine
+    from forecasting.models import Run
+    from forecasting.services import execution
+    from tests.forecasting.inline import InlineDispatcher
+
+    dispatcher = InlineDispatcher()
+    monkeypatch.setattr(execution, "dispatcher", dispatcher)
+    machine = Machine().task("Boom", "probe.boom")
+    forecasting.save_pipeline(name=pipeline, definition=machine.build())
+    with transaction.atomic():
+        run, _ = forecasting.start_run(pipeline=pipeline, name=name)
+    dispatcher.drain()
+    run = Run.objects.get(id=run.id)
+    assert run.status == "FAILED"
+    return run
+
+
+@pytest.mark.django_db(transaction=True)
+def test_failed_pipeline_runs_join_one_group_per_pipeline_and_alert_once_on_slack(settings, monkeypatch):
+    assert AlertRule.objects.get(kind=Kind.PIPELINE_FAILED).channel == "slack"  # seeded by the migration
+    first = failed_pipeline_run(monkeypatch, pipeline="nightly-forecast", name="2026-12-01")
+    failed_pipeline_run(monkeypatch, pipeline="nightly-forecast", name="2026-12-02")
+    failed_pipeline_run(monkeypatch, pipeline="weekly-report", name="w49")
+    event_services.relay_pending()
+    observer = Subscription.objects.get(name="alerts-pipelines")
+    assert observer.event_types == ["forecasting.run_failed"] and observer.target == "handler"
+    assert event_services.process_deliveries(subscription_id=observer.id).succeeded == 3
+
+    groups = {group.partner: group for group in AlertGroup.objects.filter(kind=Kind.PIPELINE_FAILED)}
+    assert sorted(groups) == ["nightly-forecast", "weekly-report"]
+    nightly = groups["nightly-forecast"]
+    assert nightly.count == 2 and [s["ref"] for s in nightly.samples] == ["2026-12-01", "2026-12-02"]
+    assert first.error in nightly.samples[0]["summary"]
+    assert not AlertGroup.objects.exclude(kind=Kind.PIPELINE_FAILED).exists()  # alerts-observe saw nothing
+
+    with Endpoint() as slack:
+        settings.SLACK_WEBHOOK_URL = slack.url
+        alerts.sweep_alerts(now=later(31))
+        deliver_alert_messages()
+    texts = sorted(request.json["text"] for request in slack.received)
+    assert len(texts) == 2
+    assert texts[0].startswith("*[FIRING] Pipeline run failed: nightly-forecast (2)*")
+    assert "2026-12-02" in texts[0]
+    assert texts[1].startswith("*[FIRING] Pipeline run failed: weekly-report (1)*")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_that_succeeds_raises_no_alert(monkeypatch):
+    from django.db import transaction
+
+    from forecasting import services as forecasting
+    from forecasting.engine.builder import Machine
+
+    forecasting.save_pipeline(name="fine", definition=Machine().pass_("A").build())
+    with transaction.atomic():
+        forecasting.start_run(pipeline="fine", name="ok")
+    event_services.relay_pending()
+    observer = Subscription.objects.get(name="alerts-pipelines")
+    event_services.process_deliveries(subscription_id=observer.id)
+    assert not Delivery.objects.filter(subscription=observer).exists()
+    assert not AlertGroup.objects.exists()
