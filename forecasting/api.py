@@ -286,7 +286,7 @@ class RedriveRun(APIView):
         summary="Redrive a failed or aborted run from its failed states",
     )
     def post(self, request, run_id, version="v1"):
-        require(request, "forecasting.change_run")
+        require(request, "forecasting.redrive_run")
         return Response(RunSerializer(services.redrive_run(run_id=run_id)).data)
 
 
@@ -300,5 +300,5 @@ class CancelRun(APIView):
         summary="Cancel a running run (its tasks are revoked)",
     )
     def post(self, request, run_id, version="v1"):
-        require(request, "forecasting.change_run")
+        require(request, "forecasting.cancel_run")
         return Response(RunSerializer(services.cancel_run(run_id=run_id)).data)

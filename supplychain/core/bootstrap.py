@@ -1,4 +1,5 @@
-"""First-run set-up for ``make run``: the admin user, the role groups, API users with tokens, demo data.
+"""First-run set-up for ``make run``: the admin user, the role groups, API users with tokens, what each app
+installs (``<app>.bootstrap.install()``: the forecast pipeline and its schedule), demo data.
 
 The roles (``ROLES``) are the one place that says what each kind of API caller may do; ``issue_token``
 gives a user a role and a token (``manage.py issue_token``).
@@ -71,6 +72,17 @@ OPERATIONS_PERMISSIONS = (
     "django_celery_beat.view_periodictask",
     "django_celery_beat.change_periodictask",
     "django_celery_results.view_taskresult",
+    *(f"forecasting.view_{model}" for model in ("pipeline", "run", "forecast", "purchasesuggestion")),
+)
+# Demand planners run the forecast: start runs (``add_run``), redrive and cancel them, schedule them.
+PLANNER_PERMISSIONS = (
+    *(f"forecasting.view_{model}" for model in ("pipeline", "run", "forecast", "purchasesuggestion", "historyday")),
+    "forecasting.add_run",
+    "forecasting.redrive_run",
+    "forecasting.cancel_run",
+    "django_celery_beat.view_periodictask",
+    "django_celery_beat.change_periodictask",
+    "integrations.view_purchaseorder",
 )
 ERP_PERMISSIONS = (
     *MASTER_DATA_PERMISSIONS,
@@ -100,9 +112,15 @@ ROLES = {
         Role(
             "operations",
             "everything platform may read, plus subscriptions, deliveries and redrive, the audit log, "
-            "master data (ingredients, recipes, suppliers), receipts, purchase orders and alert rules; "
-            "not publishing events or reserving",
+            "master data (ingredients, recipes, suppliers), receipts, purchase orders and alert rules, "
+            "pipelines, runs and forecasts (read); not publishing events, reserving, or starting runs",
             OPERATIONS_PERMISSIONS,
+        ),
+        Role(
+            "planner",
+            "pipelines, runs and forecasts: read them, start, redrive and cancel runs, change their schedules "
+            "(periodic tasks); read purchase orders",
+            PLANNER_PERMISSIONS,
         ),
         Role(
             "erp",
@@ -188,8 +206,27 @@ def load_demo_data() -> bool:
     return True
 
 
+def install_apps() -> list[str]:
+    """Run each app's ``<app>.bootstrap.install()`` (what an app sets up on every start: its built-in pipelines,
+    its schedules); each must be idempotent and keep what staff changed. The names of the apps run."""
+    done = []
+    for config in apps.get_app_configs():
+        if config.name == "supplychain.core":  # this module: the one that calls the others
+            continue
+        try:
+            module = importlib.import_module(f"{config.name}.bootstrap")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{config.name}.bootstrap":
+                raise
+            continue
+        module.install()
+        done.append(config.name)
+    return done
+
+
 def bootstrap(*, demo: bool = True) -> Credentials:
-    """The admin user, the platform and operations API users with their tokens, the role groups, demo data."""
+    """The admin user, the platform and operations API users with their tokens, the role groups, each app's
+    ``install()``, demo data."""
     User = get_user_model()
     password = _admin_password()
     with transaction.atomic():
@@ -204,6 +241,7 @@ def bootstrap(*, demo: bool = True) -> Credentials:
         # API users are plain (non-staff) users holding only their role's permissions.
         platform = issue_token(username=API_USERNAME, role="platform", create_user=True)
         operations = issue_token(username=OPERATIONS_USERNAME, role="operations", create_user=True)
+        install_apps()
     demo_loaded_now = load_demo_data() if demo else False
     shown_password = password if admin.check_password(password) else None
     return Credentials(

@@ -142,3 +142,52 @@ def test_issue_token_refuses_unknown_roles_and_bad_names(args, message):
     with pytest.raises(CommandError, match=message):
         call_command("issue_token", *args)
     assert not get_user_model().objects.filter(username__startswith="bob").exists()
+
+
+def test_bootstrap_installs_the_forecast_pipeline_and_its_daily_schedule_disabled_and_kept_as_staff_change_it():
+    from django_celery_beat.models import PeriodicTask
+
+    from forecasting.models import Pipeline
+
+    bootstrap(demo=False)
+    assert Pipeline.objects.filter(name="order-simulation-forecast").exists()
+    (task,) = PeriodicTask.objects.filter(task="forecasting.start_scheduled")
+    assert task.enabled is False
+    assert (task.crontab.hour, task.crontab.minute, task.crontab.day_of_week) == ("4", "30", "*")
+    assert json.loads(task.args) == ["order-simulation-forecast"]
+    assert json.loads(task.kwargs)["input"]["horizon_days"] == 28
+
+    task.enabled = True  # what staff do in the admin
+    task.kwargs = json.dumps({"input": {"horizon_days": 14}})
+    task.save()
+    bootstrap(demo=False)
+    (kept,) = PeriodicTask.objects.filter(task="forecasting.start_scheduled")
+    assert kept.enabled is True and json.loads(kept.kwargs) == {"input": {"horizon_days": 14}}
+
+
+def test_the_schedule_starts_a_run_of_the_forecast_pipeline_with_its_input():
+    from django_celery_beat.models import PeriodicTask
+
+    from forecasting import tasks
+    from forecasting.models import Run
+
+    bootstrap(demo=False)
+    task = PeriodicTask.objects.get(task="forecasting.start_scheduled")
+    run_id = tasks.start_scheduled(*json.loads(task.args), **json.loads(task.kwargs))  # what beat sends
+    run = Run.objects.get(id=run_id)
+    assert run.pipeline.name == "order-simulation-forecast" and run.name.startswith("scheduled-")
+    assert run.input == json.loads(task.kwargs)["input"] and run.status == "RUNNING"
+
+
+def test_the_roles_hold_the_forecasting_permissions():
+    bootstrap(demo=False)
+    operations = get_user_model().objects.get(username="operations")
+    assert operations.has_perm("forecasting.view_run") and operations.has_perm("forecasting.view_pipeline")
+    assert not operations.has_perm("forecasting.add_run") and not operations.has_perm("forecasting.redrive_run")
+    planner = get_user_model().objects.get(
+        username=issue_token(username="plan", role="planner", create_user=True).username
+    )
+    for permission in ("view_run", "view_pipeline", "add_run", "redrive_run", "cancel_run", "view_forecast"):
+        assert planner.has_perm(f"forecasting.{permission}"), permission
+    assert planner.has_perm("django_celery_beat.change_periodictask")
+    assert not planner.has_perm("events.view_delivery")

@@ -87,3 +87,30 @@ def test_without_permission_is_403(pipeline):
     client.force_authenticate(user)
     assert client.get("/api/v1/pipelines/").status_code == 403
     assert client.post("/api/v1/pipelines/daily/runs/", {}, format="json").status_code == 403
+
+
+def role_client(role: str) -> APIClient:
+    from supplychain.core.bootstrap import issue_token
+
+    client = APIClient()
+    client.credentials(
+        HTTP_AUTHORIZATION=f"Token {issue_token(username=f'{role}-1', role=role, create_user=True).token}"
+    )
+    return client
+
+
+def test_operations_read_runs_and_a_planner_starts_redrives_and_cancels_them(pipeline, inline):
+    operations, planner = role_client("operations"), role_client("planner")
+    assert operations.get("/api/v1/pipelines/").status_code == 200
+    assert operations.post("/api/v1/pipelines/daily/runs/", {"name": "r1"}, format="json").status_code == 403
+
+    started = planner.post("/api/v1/pipelines/daily/runs/", {"name": "r1", "input": {"a": 1}}, format="json")
+    assert started.status_code == 201, started.content
+    run_id = started.json()["id"]
+    assert operations.get(f"/api/v1/pipelines/runs/{run_id}/").status_code == 200
+    assert operations.post(f"/api/v1/pipelines/runs/{run_id}/cancel/").status_code == 403
+    assert planner.post(f"/api/v1/pipelines/runs/{run_id}/cancel/").json()["status"] == "ABORTED"
+    assert operations.post(f"/api/v1/pipelines/runs/{run_id}/redrive/").status_code == 403
+    redriven = planner.post(f"/api/v1/pipelines/runs/{run_id}/redrive/")
+    assert redriven.status_code == 200 and redriven.json()["redrive_count"] == 1
+    assert role_client("platform").get("/api/v1/pipelines/runs/").status_code == 403
