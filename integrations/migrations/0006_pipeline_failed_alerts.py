@@ -12,7 +12,7 @@ def create_rule(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('integrations', '0004_purchase_orders'),
+        ('integrations', '0005_early_partner_messages'),
     ]
 
     operations = [
