@@ -369,7 +369,7 @@ def failed_pipeline_run(monkeypatch, *, pipeline: str, name: str):
 
 @pytest.mark.django_db(transaction=True)
 def test_failed_pipeline_runs_join_one_group_per_pipeline_and_alert_once_on_slack(settings, monkeypatch):
-    assert AlertRule.objects.get(kind=Kind.PIPELINE_FAILED).channel == "slack"  # seeded by the migration
+    assert alerts.rules()[Kind.PIPELINE_FAILED].channel == "slack"
     first = failed_pipeline_run(monkeypatch, pipeline="nightly-forecast", name="2026-12-01")
     failed_pipeline_run(monkeypatch, pipeline="nightly-forecast", name="2026-12-02")
     failed_pipeline_run(monkeypatch, pipeline="weekly-report", name="w49")
@@ -394,6 +394,18 @@ def test_failed_pipeline_runs_join_one_group_per_pipeline_and_alert_once_on_slac
     assert texts[0].startswith("*[FIRING] Pipeline run failed: nightly-forecast (2)*")
     assert "2026-12-02" in texts[0]
     assert texts[1].startswith("*[FIRING] Pipeline run failed: weekly-report (1)*")
+
+
+def test_the_migration_seeds_the_pipeline_failed_rule_to_slack_without_resolved_messages():
+    import importlib
+
+    from django.apps import apps
+
+    AlertRule.objects.filter(kind=Kind.PIPELINE_FAILED).delete()  # what a flush by an earlier test leaves
+    importlib.import_module("integrations.migrations.0006_pipeline_failed_alerts").create_rule(apps, None)
+    rule = AlertRule.objects.get(kind=Kind.PIPELINE_FAILED)
+    assert (rule.channel, rule.send_resolved, rule.active) == ("slack", False, True)
+    assert alerts.DEFAULT_RULES[Kind.PIPELINE_FAILED] == {"channel": "slack", "send_resolved": False}
 
 
 @pytest.mark.django_db(transaction=True)
