@@ -259,26 +259,21 @@ class RunAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Redrive the selected failed or aborted runs", permissions=["redrive"])
     def redrive(self, request, queryset):
-        done, refused = 0, []
-        for run in queryset:
-            try:
-                services.redrive_run(run_id=run.id)
-                done += 1
-            except RunNotRedrivable as exc:
-                refused.append(str(exc))
-        self.message_user(request, f"{done} runs redriven.", messages.SUCCESS)
-        for reason in refused[:10]:
-            self.message_user(request, reason, messages.WARNING)
+        self._each(request, queryset, services.redrive_run, RunNotRedrivable, "redriven")
 
     @admin.action(description="Cancel the selected running runs", permissions=["cancel"])
     def cancel(self, request, queryset):
+        self._each(request, queryset, services.cancel_run, RunNotRunning, "cancelled")
+
+    def _each(self, request, queryset, action, refusal: type[Exception], done_word: str) -> None:
+        """Apply ``action`` to each selected run; say how many it did and why the others were refused."""
         done, refused = 0, []
         for run in queryset:
             try:
-                services.cancel_run(run_id=run.id)
+                action(run_id=run.id)
                 done += 1
-            except RunNotRunning as exc:
+            except refusal as exc:
                 refused.append(str(exc))
-        self.message_user(request, f"{done} runs cancelled.", messages.SUCCESS)
+        self.message_user(request, f"{done} runs {done_word}.", messages.SUCCESS)
         for reason in refused[:10]:
             self.message_user(request, reason, messages.WARNING)
