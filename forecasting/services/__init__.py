@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -36,6 +37,7 @@ __all__ = [
     "execution",
     "redrive_run",
     "run_attempt",
+    "run_attempts",
     "save_pipeline",
     "start_run",
 ]
@@ -157,26 +159,53 @@ def run_attempt(attempt_id: int, *, worker: str = "") -> None:
     attempt = execution.claim_attempt(attempt_id, worker=worker)
     if attempt is None:
         return
+    execution.finish_attempt(attempt_id, _call(attempt))
+
+
+def run_attempts(attempt_ids: list[int], *, worker: str = "") -> None:
+    """Run attempts sent in one message, in chunks that grow fourfold while they are quick (1, 4, 16…).
+
+    Each chunk is claimed in one transaction and its outcomes recorded in another (then one join per
+    parent), instead of three transactions per attempt. Once the message has run ``batch_seconds()``,
+    the attempts not started yet are sent as messages of their own, so slow steps still spread over
+    the workers.
+    """
+    started = time.monotonic()
+    remaining = list(attempt_ids)
+    size = 1
+    while remaining:
+        chunk, remaining = remaining[:size], remaining[size:]
+        chunk_started = time.monotonic()
+        claimed = execution.claim_attempts(chunk, worker=worker)
+        if claimed:
+            execution.finish_attempts({attempt.id: _call(attempt) for attempt in claimed})
+        now = time.monotonic()
+        if remaining and now - started > execution.batch_seconds():
+            execution.send_separately(remaining)
+            return
+        if now - chunk_started < execution.batch_seconds() / 4:
+            size *= 4
+
+
+def _call(attempt) -> Outcome:
+    """Call the attempt's step on its input: its result, or its failure as an outcome."""
     try:
         function = REGISTRY.get(attempt.resource)
     except UnknownStep:
-        execution.finish_attempt(attempt_id, execution.unknown_step_outcome(attempt.resource))
-        return
+        return execution.unknown_step_outcome(attempt.resource)
     try:
         result = function(attempt.input)
         json.dumps(result)
     except SoftTimeLimitExceeded:
-        outcome = Outcome(
+        return Outcome(
             error="States.Timeout", cause=f"past TimeoutSeconds ({attempt.timeout_seconds} s)", timed_out=True
         )
     except StepError as exc:
-        outcome = Outcome(error=exc.error, cause=exc.cause)
+        return Outcome(error=exc.error, cause=exc.cause)
     except Exception as exc:  # any failure of a step is its outcome: Retry and Catch decide
         error, cause = error_of(exc)
-        outcome = Outcome(error=error, cause=cause)
-    else:
-        outcome = Outcome(result=result)
-    execution.finish_attempt(attempt_id, outcome)
+        return Outcome(error=error, cause=cause)
+    return Outcome(result=result)
 
 
 __all__ += ["DefinitionInvalid"]

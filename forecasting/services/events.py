@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from forecasting.models import Run, RunStatus
-from supplychain.events.services import publish
+from supplychain.events.services import NewEvent, publish_many
 
 RUN_SUCCEEDED = "forecasting.run_succeeded"
 RUN_FAILED = "forecasting.run_failed"
@@ -26,4 +26,4 @@ def run_payload(run: Run) -> dict:
 def run_finished(run: Run) -> None:
     """Publish the run's end in the transaction that ended it (a failure is what alerting listens for)."""
     kind = RUN_SUCCEEDED if run.status == RunStatus.SUCCEEDED else RUN_FAILED
-    publish(kind, run_payload(run), key=str(run.id))
+    publish_many([NewEvent(kind, run_payload(run), key=str(run.id))], with_keys=False)  # no read-back of the key
