@@ -46,11 +46,13 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Both benchmarks against the same real servers as the tests; each prints JSON (see README, Measured figures).
+# The benchmarks against the same real servers as the tests; each prints JSON (see README, Measured figures).
+# PIPELINE_BENCH_ARGS=--quick shortens the pipeline engine's (a minute instead of about five).
 bench: install
 	bash scripts/ensure-services.sh "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"
 	$(BIN)/python bench/events.py
 	$(BIN)/python bench/stock.py $(BENCH_ARGS)
+	$(BIN)/python bench/pipeline.py $(PIPELINE_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache mutants

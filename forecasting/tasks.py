@@ -14,14 +14,22 @@ ENGINE_TASK = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result"
 
 @shared_task(name="forecasting.run_attempt", bind=True, **ENGINE_TASK)
 def run_attempt(self, attempt_id: int) -> None:
-    """Run one attempt of a Task state; its outcome is recorded as data (this task never raises for it)."""
-    services.run_attempt(attempt_id, worker=f"{self.request.hostname or ''} pid {os.getpid()}")
+    """Run one attempt of a Task state; its outcome is recorded as data (this task never raises for it).
+
+    A message without a time limit of its own also runs the quick attempts that follow (a sequence's next
+    Task), within ``PIPELINE_BATCH_SECONDS``; one with ``TimeoutSeconds`` runs its attempt only.
+    """
+    worker = f"{self.request.hostname or ''} pid {os.getpid()}"
+    if any(self.request.timelimit or ()):
+        services.run_attempt(attempt_id, worker=worker)
+    else:
+        services.run_attempts([attempt_id], worker=worker, follow=True)
 
 
 @shared_task(name="forecasting.run_attempts", bind=True, **ENGINE_TASK)
 def run_attempts(self, attempt_ids: list[int]) -> None:
     """Run several attempts of quick Task states sent together (a Map's items); see ``services.run_attempts``."""
-    services.run_attempts(attempt_ids, worker=f"{self.request.hostname or ''} pid {os.getpid()}")
+    services.run_attempts(attempt_ids, worker=f"{self.request.hostname or ''} pid {os.getpid()}", follow=True)
 
 
 @shared_task(name="forecasting.resume_branch", **ENGINE_TASK)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -162,29 +163,33 @@ def run_attempt(attempt_id: int, *, worker: str = "") -> None:
     execution.finish_attempt(attempt_id, _call(attempt))
 
 
-def run_attempts(attempt_ids: list[int], *, worker: str = "") -> None:
+def run_attempts(attempt_ids: list[int], *, worker: str = "", follow: bool = False) -> None:
     """Run attempts sent in one message, in chunks that grow fourfold while they are quick (1, 4, 16…).
 
     Each chunk is claimed in one transaction and its outcomes recorded in another (then one join per
-    parent), instead of three transactions per attempt. Once the message has run ``batch_seconds()``,
-    the attempts not started yet are sent as messages of their own, so slow steps still spread over
-    the workers.
+    parent), instead of three transactions per attempt. With ``follow``, the quick attempts those
+    transactions schedule (a sequence's next Task) join this message instead of being sent. Once the
+    message has run ``batch_seconds()``, the attempts not started yet are sent as messages of their own,
+    so slow steps still spread over the workers.
     """
     started = time.monotonic()
     remaining = list(attempt_ids)
     size = 1
-    while remaining:
-        chunk, remaining = remaining[:size], remaining[size:]
-        chunk_started = time.monotonic()
-        claimed = execution.claim_attempts(chunk, worker=worker)
-        if claimed:
-            execution.finish_attempts({attempt.id: _call(attempt) for attempt in claimed})
-        now = time.monotonic()
-        if remaining and now - started > execution.batch_seconds():
-            execution.send_separately(remaining)
-            return
-        if now - chunk_started < execution.batch_seconds() / 4:
-            size *= 4
+    with execution.following() if follow else contextlib.nullcontext([]) as followed:
+        while remaining:
+            chunk, remaining = remaining[:size], remaining[size:]
+            chunk_started = time.monotonic()
+            claimed = execution.claim_attempts(chunk, worker=worker)
+            if claimed:
+                execution.finish_attempts({attempt.id: _call(attempt) for attempt in claimed})
+            remaining.extend(followed)
+            followed.clear()
+            now = time.monotonic()
+            if remaining and now - started > execution.batch_seconds():
+                execution.send_separately(remaining)
+                return
+            if now - chunk_started < execution.batch_seconds() / 4:
+                size *= 4
 
 
 def _call(attempt) -> Outcome:

@@ -81,7 +81,7 @@ def test_a_batch_skips_attempts_already_taken_or_aborted(inline):
     assert (workers[ids[0]], workers[ids[1]], workers[ids[2]]) == ("single", "", "batch")
 
 
-def test_the_celery_dispatcher_batches_quick_attempts_only():
+def test_the_celery_dispatcher_batches_many_quick_attempts_only():
     sent: list[tuple] = []
 
     class Recorder:
@@ -91,13 +91,48 @@ def test_the_celery_dispatcher_batches_quick_attempts_only():
 
     from forecasting import tasks
 
-    original = tasks.run_attempts, tasks.run_attempt
-    tasks.run_attempts = tasks.run_attempt = Recorder
-    try:
-        quick = [(n, f"t{n}", 0.0, None) for n in range(60)]
-        execution.CeleryDispatcher().send(execution.Effects(attempts=[*quick, (99, "t99", 5.0, None), (98, "", 0, 30)]))
-    finally:
-        tasks.run_attempts, tasks.run_attempt = original
-    batches = [args[0] for args, _, _ in sent if isinstance(args[0], list)]
-    assert batches == [list(range(0, 25)), list(range(25, 50)), list(range(50, 60))]
-    assert ((99,), 5.0, None) in sent and ((98,), None, 30) in sent
+    def send(attempts):
+        sent.clear()
+        original = tasks.run_attempts, tasks.run_attempt
+        tasks.run_attempts = tasks.run_attempt = Recorder
+        try:
+            execution.CeleryDispatcher().send(execution.Effects(attempts=attempts))
+        finally:
+            tasks.run_attempts, tasks.run_attempt = original
+        return [args[0] for args, _, _ in sent if isinstance(args[0], list)]
+
+    quick = [(n, f"t{n}", 0.0, None) for n in range(1000)]
+    batches = send([*quick, (1001, "t1001", 5.0, None), (1002, "", 0, 30)])
+    assert [len(batch) for batch in batches] == [25] * 40
+    assert sorted(n for batch in batches for n in batch) == list(range(1000))
+    assert ((1001,), 5.0, None) in sent and ((1002,), None, 30) in sent  # a countdown or a time limit: alone
+    assert [len(batch) for batch in send(quick[:40])] == [3] * 13 + [1]  # spread over 16 messages or more
+    assert send(quick[:6]) == [] and len(sent) == 6  # a few slow items still run side by side
+
+
+def test_a_worker_follows_a_sequence_with_its_next_task_without_a_message(inline):
+    machine = Machine().task("A", "probe.echo").task("B", "probe.echo").task("C", "probe.echo")
+    services.save_pipeline(name="sequence", definition=machine.build())
+    with transaction.atomic():
+        run, _ = services.start_run(pipeline="sequence", input={"x": 1})
+    services.run_attempts(queued_attempts(inline), worker="w", follow=True)
+    run = Run.objects.get(id=run.id)
+    assert (run.status, run.output, inline.queue) == ("SUCCEEDED", {"x": 1}, [])
+    assert list(StateAttempt.objects.filter(run=run).order_by("id").values_list("state", "worker")) == [
+        ("A", "w"),
+        ("B", "w"),
+        ("C", "w"),
+    ]
+
+
+def test_a_worker_follows_one_task_of_a_fan_out_and_sends_the_others(inline):
+    branches = [Machine().task("One", "probe.echo"), Machine().task("Two", "probe.echo")]
+    machine = Machine().task("First", "probe.echo").parallel("Both", branches)
+    services.save_pipeline(name="fan", definition=machine.build())
+    with transaction.atomic():
+        run, _ = services.start_run(pipeline="fan", input={"x": 1})
+    services.run_attempts(queued_attempts(inline), worker="w", follow=True)
+    assert len(queued_attempts_kept(inline)) == 1  # the other branch's Task runs beside the followed one
+    inline.drain()
+    run = Run.objects.get(id=run.id)
+    assert (run.status, run.output) == ("SUCCEEDED", [{"x": 1}, {"x": 1}])
