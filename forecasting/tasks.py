@@ -16,14 +16,10 @@ ENGINE_TASK = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result"
 def run_attempt(self, attempt_id: int) -> None:
     """Run one attempt of a Task state; its outcome is recorded as data (this task never raises for it).
 
-    A message without a time limit of its own also runs the quick attempts that follow (a sequence's next
-    Task), within ``PIPELINE_BATCH_SECONDS``; one with ``TimeoutSeconds`` runs its attempt only.
+    It also runs the quick attempts that follow (a sequence's next Task), within ``PIPELINE_BATCH_SECONDS``,
+    unless its attempt has ``TimeoutSeconds`` (then this message's time limit is that attempt's).
     """
-    worker = f"{self.request.hostname or ''} pid {os.getpid()}"
-    if any(self.request.timelimit or ()):
-        services.run_attempt(attempt_id, worker=worker)
-    else:
-        services.run_attempts([attempt_id], worker=worker, follow=True)
+    services.run_attempts([attempt_id], worker=f"{self.request.hostname or ''} pid {os.getpid()}", follow=True)
 
 
 @shared_task(name="forecasting.run_attempts", bind=True, **ENGINE_TASK)

@@ -418,6 +418,11 @@ CELERY_BEAT_SCHEDULE["orders-process-sweep"] = {"task": "integrations.process_or
 PIPELINE_COUNTDOWN_MAX = env.float("PIPELINE_COUNTDOWN_MAX", default=300.0)
 PIPELINE_TASK_LEASE_SECONDS = env.float("PIPELINE_TASK_LEASE_SECONDS", default=CELERY_TASK_TIME_LIMIT + 30)
 PIPELINE_LOST_MESSAGE_SECONDS = env.float("PIPELINE_LOST_MESSAGE_SECONDS", default=60.0)
+# More than PIPELINE_BATCH_MESSAGES quick attempts scheduled together (a Map's items) share messages, at most
+# PIPELINE_BATCH_SIZE each; a batch running longer than PIPELINE_BATCH_SECONDS sends the rest one per message.
+PIPELINE_BATCH_SIZE = env.int("PIPELINE_BATCH_SIZE", default=25)
+PIPELINE_BATCH_MESSAGES = env.int("PIPELINE_BATCH_MESSAGES", default=16)
+PIPELINE_BATCH_SECONDS = env.float("PIPELINE_BATCH_SECONDS", default=1.0)
 PIPELINE_REDRIVE_DAYS = env.int("PIPELINE_REDRIVE_DAYS", default=14)
 PIPELINE_SWEEP_SECONDS = env.float("PIPELINE_SWEEP_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULE["forecasting-sweep"] = {"task": "forecasting.sweep", "schedule": PIPELINE_SWEEP_SECONDS}

@@ -175,6 +175,7 @@ def run_attempts(attempt_ids: list[int], *, worker: str = "", follow: bool = Fal
     started = time.monotonic()
     remaining = list(attempt_ids)
     size = 1
+    limited = False
     with execution.following() if follow else contextlib.nullcontext([]) as followed:
         while remaining:
             chunk, remaining = remaining[:size], remaining[size:]
@@ -182,7 +183,11 @@ def run_attempts(attempt_ids: list[int], *, worker: str = "", follow: bool = Fal
             claimed = execution.claim_attempts(chunk, worker=worker)
             if claimed:
                 execution.finish_attempts({attempt.id: _call(attempt) for attempt in claimed})
-            remaining.extend(followed)
+            limited = limited or any(attempt.timeout_seconds for attempt in claimed)
+            if followed and limited:  # a message with an attempt's TimeoutSeconds as its limit runs nothing else
+                execution.send_separately(followed)
+            else:
+                remaining.extend(followed)
             followed.clear()
             now = time.monotonic()
             if remaining and now - started > execution.batch_seconds():

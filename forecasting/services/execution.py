@@ -12,6 +12,10 @@ children are recounted (nothing is kept in memory or in Celery's chord machinery
 and a lost one is found by the sweep and run again), more Map items are started up to ``MaxConcurrency``,
 and the state ends when they all have. Lock order: a branch, then its attempts; a parent, then its
 children; a child never waits for its parent's lock while holding its own.
+
+Cost per state (measured with bench/pipeline.py): writes are collected per transaction and made with one
+statement per table, many quick attempts share a message (``CeleryDispatcher``, ``services.run_attempts``),
+and a worker runs a sequence's next quick Task itself (``following``).
 """
 
 from __future__ import annotations

@@ -136,3 +136,14 @@ def test_a_worker_follows_one_task_of_a_fan_out_and_sends_the_others(inline):
     inline.drain()
     run = Run.objects.get(id=run.id)
     assert (run.status, run.output) == ("SUCCEEDED", [{"x": 1}, {"x": 1}])
+
+
+def test_a_message_limited_by_an_attempts_timeout_follows_nothing(inline):
+    machine = Machine().task("A", "probe.echo", timeout_seconds=5).task("B", "probe.echo")
+    services.save_pipeline(name="limited", definition=machine.build())
+    with transaction.atomic():
+        run, _ = services.start_run(pipeline="limited", input={"x": 1})
+    services.run_attempts(queued_attempts(inline), worker="w", follow=True)
+    assert len(queued_attempts_kept(inline)) == 1  # B goes in a message of its own
+    inline.drain()
+    assert Run.objects.get(id=run.id).status == "SUCCEEDED"
