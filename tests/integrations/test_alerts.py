@@ -345,8 +345,14 @@ def test_the_admin_lists_rules_groups_and_messages_with_filters_and_search(clien
     assert page.status_code == 200 and b"[FIRING] Order short of stock" in page.content
 
 
-def failed_pipeline_run(monkeypatch, *, pipeline: str, name: str):
-    """A real run on the engine's executor whose Task fails with no retrier or catcher left (FAILED)."""
+def failed_pipeline_run(monkeypatch, on_commit, *, pipeline: str, name: str):
+    """A real run on the engine's executor whose Task fails with no retrier or catcher left (FAILED).
+
+    Inside the test's transaction (``on_commit`` is pytest-django's ``django_capture_on_commit_callbacks``,
+    which hands the start's message to the in-process dispatcher): the suite's live Celery worker, up for
+    the rest of the session once an integration test has started it, sees none of these rows, so it cannot
+    relay or deliver them before the test does.
+    """
     from django.db import transaction
 
     from forecasting import services as forecasting
@@ -359,7 +365,7 @@ def failed_pipeline_run(monkeypatch, *, pipeline: str, name: str):
     monkeypatch.setattr(execution, "dispatcher", dispatcher)
     machine = Machine().task("Boom", "probe.boom")
     forecasting.save_pipeline(name=pipeline, definition=machine.build())
-    with transaction.atomic():
+    with on_commit(execute=True), transaction.atomic():
         run, _ = forecasting.start_run(pipeline=pipeline, name=name)
     dispatcher.drain()
     run = Run.objects.get(id=run.id)
@@ -367,16 +373,24 @@ def failed_pipeline_run(monkeypatch, *, pipeline: str, name: str):
     return run
 
 
-@pytest.mark.django_db(transaction=True)
-def test_failed_pipeline_runs_join_one_group_per_pipeline_and_alert_once_on_slack(settings, monkeypatch):
+def test_failed_pipeline_runs_join_one_group_per_pipeline_and_alert_once_on_slack(
+    settings, monkeypatch, django_capture_on_commit_callbacks
+):
     assert alerts.rules()[Kind.PIPELINE_FAILED].channel == "slack"
-    first = failed_pipeline_run(monkeypatch, pipeline="nightly-forecast", name="2026-12-01")
-    failed_pipeline_run(monkeypatch, pipeline="nightly-forecast", name="2026-12-02")
-    failed_pipeline_run(monkeypatch, pipeline="weekly-report", name="w49")
-    event_services.relay_pending()
+    on_commit = django_capture_on_commit_callbacks
+    first = failed_pipeline_run(monkeypatch, on_commit, pipeline="nightly-forecast", name="2026-12-01")
+    failed_pipeline_run(monkeypatch, on_commit, pipeline="nightly-forecast", name="2026-12-02")
+    failed_pipeline_run(monkeypatch, on_commit, pipeline="weekly-report", name="w49")
+    assert event_services.relay_pending() == OutboxEvent.objects.count()
     observer = Subscription.objects.get(name="alerts-pipelines")
     assert observer.event_types == ["forecasting.run_failed"] and observer.target == "handler"
-    assert event_services.process_deliveries(subscription_id=observer.id).succeeded == 3
+    failures = OutboxEvent.objects.filter(type="forecasting.run_failed")
+    assert failures.count() == 3
+    mine = Delivery.objects.filter(subscription=observer)
+    seen = [(d.event.type, d.event.payload.get("name"), d.status, d.visible_at, d.attempts) for d in mine]
+    assert sorted(mine.values_list("event_id", flat=True)) == sorted(failures.values_list("id", flat=True)), seen
+    report = event_services.process_deliveries(subscription_id=observer.id)
+    assert report.succeeded == 3, (report, seen, timezone.now())
 
     groups = {group.partner: group for group in AlertGroup.objects.filter(kind=Kind.PIPELINE_FAILED)}
     assert sorted(groups) == ["nightly-forecast", "weekly-report"]
