@@ -163,3 +163,52 @@ def test_on_postgresql_a_close_is_one_database_call_whose_events_are_counted(dja
         calls = [q["sql"] for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]
         assert len(calls) == 2 and calls[0].startswith("SELECT stock_close(")  # the call, then the row read
         assert counter._value.get() == before + 1
+
+
+# release_expired_holds: which holds, how many, and a commit that comes first.
+
+
+def test_expired_holds_are_released_oldest_first_up_to_the_limit_and_counted():
+    """A committed reservation whose hold had passed first takes no place in the batch; every release is counted."""
+    IngredientFactory(sku="ham")
+    receive("ham.csv", f"sku,quantity,best_before,lot\nham,10,{day(3)},H1\n")
+    services.reserve_stock(transaction_id="picked", items=[Item("ham", 1)], hold_seconds=5)
+    services.commit_reservation(transaction_id="picked")
+    for transaction_id, seconds in [("third", 30), ("first", 10), ("second", 20)]:
+        services.reserve_stock(transaction_id=transaction_id, items=[Item("ham", 1)], hold_seconds=seconds)
+    later = timezone.now() + timedelta(seconds=31)
+
+    assert services.release_expired_holds(now=later, limit=2) == 2
+
+    assert dict(Reservation.objects.values_list("transaction_id", "status")) == {
+        "picked": "committed",
+        "first": "released",
+        "second": "released",
+        "third": "reserved",
+    }
+    assert services.release_expired_holds(now=later, limit=2) == 1
+    assert services.release_expired_holds(now=later, limit=2) == 0
+    assert selectors.invariant_violations() == []
+
+
+def test_a_hold_committed_while_the_holds_are_released_is_skipped_and_the_rest_still_released(monkeypatch):
+    IngredientFactory(sku="ham")
+    receive("ham.csv", f"sku,quantity,best_before,lot\nham,10,{day(3)},H1\n")
+    for transaction_id, seconds in [("committed-meanwhile", 10), ("lapsed", 20)]:
+        services.reserve_stock(transaction_id=transaction_id, items=[Item("ham", 1)], hold_seconds=seconds)
+    release = reservations.release_reservation
+
+    def commit_first(*, transaction_id, note=""):
+        if transaction_id == "committed-meanwhile":  # the kitchen picks it between the read and its release
+            services.commit_reservation(transaction_id=transaction_id)
+        return release(transaction_id=transaction_id, note=note)
+
+    monkeypatch.setattr(reservations, "release_reservation", commit_first)
+
+    assert services.release_expired_holds(now=timezone.now() + timedelta(seconds=21)) == 1
+
+    assert dict(Reservation.objects.values_list("transaction_id", "status")) == {
+        "committed-meanwhile": "committed",
+        "lapsed": "released",
+    }
+    assert selectors.invariant_violations() == []
