@@ -176,13 +176,18 @@ def test_expiry_leaves_a_batch_already_out_of_stock_as_it_is():
     assert selectors.invariant_violations() == []
 
 
-def test_expiry_reads_no_event_keys_back(ham_and_egg):
-    """Nothing reads the outbox rows it writes: no SELECT of their keys after the COPY (one round trip saved)."""
+def test_expiry_reads_no_event_keys_back_and_each_reservation_with_its_allocation(ham_and_egg):
+    """No SELECT of the outbox rows' keys after the COPY, and no reservation read on its own: it comes joined to
+    its allocation (one round trip saved for each)."""
+    for transaction_id in ("r-1", "r-2"):
+        services.reserve_stock(transaction_id=transaction_id, items=[Item("ham", D(1)), Item("egg", D(1))])
     with CaptureQueriesContext(connection) as captured:
         assert services.expire_batches(today=day(2)) == 2
-    outbox = OutboxEvent._meta.db_table
-    assert [q["sql"] for q in captured.captured_queries if q["sql"].startswith("SELECT") and outbox in q["sql"]] == []
+    selects = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("SELECT")]
+    assert [sql for sql in selects if OutboxEvent._meta.db_table in sql] == []
+    assert [sql for sql in selects if f'FROM "{Reservation._meta.db_table}"' in sql] == []
     assert OutboxEvent.objects.filter(type="stock.batch_expired").count() == 2
+    assert Allocation.objects.filter(open=True, batch__lot__endswith="-NEW").count() == 4
 
 
 @pytest.mark.django_db(transaction=True)
