@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from supplychain.events import services
-from supplychain.events.models import AuditEntry, Delivery
+from supplychain.events.models import AuditEntry, Delivery, OutboxEvent
 from tests.events.factories import SubscriptionFactory
 from tests.probe.models import Switch
 
@@ -143,3 +143,87 @@ def test_the_sweep_does_not_kick_a_subscription_whose_due_rows_are_all_finished(
     services.process_deliveries(subscription_id=live.id)
     due_now()  # a succeeded delivery's visibility time has passed too
     assert services.sweep() == {"relayed": 0, "kicked": []}
+
+
+# relay_pending: batches, their order and count, and the kick after each.
+
+
+def test_the_relay_takes_the_oldest_events_in_batches_up_to_max_batches_and_counts_them():
+    SubscriptionFactory(name="all", handler="probe-a")
+    events = [services.publish(THING, {"sku": "ham", "quantity": n + 1}) for n in range(7)]
+
+    def relayed() -> list[int]:
+        return sorted(Delivery.objects.values_list("event_id", flat=True))
+
+    assert services.relay_pending(batch_size=2, max_batches=1) == 2
+    assert relayed() == [event.id for event in events[:2]]
+    assert services.relay_pending(batch_size=2, max_batches=2) == 4
+    assert relayed() == [event.id for event in events[:6]]
+    assert services.relay_pending(batch_size=2, max_batches=2) == 1  # a short batch: done
+    assert relayed() == [event.id for event in events]
+    assert OutboxEvent.objects.filter(relayed_at__isnull=True).count() == 0
+    assert services.relay_pending(batch_size=2) == 0
+
+
+def test_a_full_batch_is_followed_by_another_until_a_short_or_empty_one(settings):
+    settings.EVENTS_RELAY_BATCH = 2
+    SubscriptionFactory(name="all", handler="probe-a")
+    for n in range(4):
+        services.publish(THING, {"sku": "ham", "quantity": n + 1})
+    assert services.relay_pending() == 4
+    assert Delivery.objects.count() == 4
+
+
+def test_each_relay_batch_kicks_after_commit_the_subscriptions_it_gave_deliveries_to(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    wanted = SubscriptionFactory(name="wanted", handler="probe-a", event_types=["probe.*"])
+    SubscriptionFactory(name="elsewhere", handler="probe-a", event_types=["stock.*"])
+    filtered = SubscriptionFactory(
+        name="filtered", handler="probe-a", event_types=["probe.*"], filter_policy={"sku": ["egg"]}
+    )
+    for n in range(3):
+        services.publish(THING, {"sku": "ham", "quantity": n + 1})
+    kicked = []
+    monkeypatch.setattr(
+        services.deliveries, "kick_deliveries", lambda subs: kicked.append(sorted(s.name for s in subs))
+    )
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert services.relay_pending(batch_size=2) == 3
+        assert kicked == []  # nothing before the commit
+
+    assert kicked == [["wanted"], ["wanted"]]  # one kick per batch
+    assert len(callbacks) == 2
+    assert set(Delivery.objects.values_list("subscription_id", flat=True)) == {wanted.id}
+    assert not Delivery.objects.filter(subscription=filtered).exists()
+
+
+# redrive_deliveries: what the audit keeps of each round.
+
+
+def test_every_redrive_is_audited_with_its_event_its_actor_and_its_round(fragile):
+    Switch.objects.create(name="broken", on=True)
+    event = services.publish(THING, {"sku": "ham", "quantity": 1}, key="lot-7", correlation_id="corr-7")
+    services.relay_pending()
+    services.process_deliveries(subscription_id=fragile.id)
+    dead = Delivery.objects.get(status="dead")
+
+    assert services.redrive_deliveries(delivery_ids=[dead.id], actor="ops@kitchen") == 1
+    due_now()
+    services.process_deliveries(subscription_id=fragile.id)  # still broken: dead again
+    assert services.redrive_deliveries(subscription="fragile", actor="night shift") == 1
+
+    row = Delivery.objects.get(pk=dead.pk)
+    audits = list(AuditEntry.objects.filter(kind="redriven").order_by("id"))
+    assert [
+        (a.event_id, a.event_type, a.correlation_id, a.entity_key, a.subscription, a.delivery_id, a.outcome)
+        for a in audits
+    ] == [(event.event_id, THING, "corr-7", "lot-7", "fragile", dead.id, "redriven")] * 2
+    assert [a.data for a in audits] == [
+        {"actor": "ops@kitchen", "redrive": 1, "last_error": audits[0].data["last_error"]},
+        {"actor": "night shift", "redrive": 2, "last_error": row.last_error},
+    ]
+    assert "probe is broken" in audits[0].data["last_error"]
+    assert (row.status, row.redrive_count) == ("pending", 2)
+    assert audits[1].occurred_at == row.visible_at
