@@ -14,7 +14,7 @@ from stock import selectors, services
 from stock.models import Allocation, Batch, Movement, Reservation
 from stock.services import Item
 from supplychain.events.models import OutboxEvent
-from tests.stock.factories import IngredientFactory, csv_opener
+from tests.stock.factories import IngredientFactory, csv_opener, move_to_the_end_of_the_table
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -60,14 +60,6 @@ def test_expiry_with_nothing_due_locks_no_level(ham_and_egg, django_assert_num_q
         assert services.expire_batches(today=day(2)) == 0
 
 
-def _move_to_the_end_of_the_table(batch: Batch) -> None:
-    """Rewrite the row twice through an indexed column (not a HOT update): PostgreSQL then returns it after
-    the rows inserted after it, in a table scan and in the FEFO index alike, as it does after real updates."""
-    assert connection.vendor == "postgresql"
-    Batch.objects.filter(pk=batch.pk).update(lot=f"{batch.lot}~")
-    Batch.objects.filter(pk=batch.pk).update(lot=batch.lot)
-
-
 def test_expiry_moves_onto_batches_of_one_best_before_in_the_order_they_came():
     """Candidates expiring the same day are taken oldest batch first (by id), as a reservation takes them."""
     IngredientFactory(sku="ham")
@@ -78,7 +70,7 @@ def test_expiry_moves_onto_batches_of_one_best_before_in_the_order_they_came():
     first = Batch.objects.get(lot="FIRST")
     assert first.id < Batch.objects.get(lot="SECOND").id
     services.reserve_stock(transaction_id="r", items=[Item("ham", D(4))])
-    _move_to_the_end_of_the_table(first)
+    move_to_the_end_of_the_table(first)
 
     services.expire_batches(today=day(2))
 
@@ -149,7 +141,7 @@ def test_an_ingredients_batches_expire_first_expiring_first_then_in_the_order_th
         "order.csv",
         f"sku,quantity,best_before,lot\nham,1,{day(3)},LATER\nham,2,{day(1)},FIRST\nham,3,{day(1)},SECOND\n",
     )
-    _move_to_the_end_of_the_table(Batch.objects.get(lot="FIRST"))
+    move_to_the_end_of_the_table(Batch.objects.get(lot="FIRST"))
 
     assert services.expire_batches(today=day(5)) == 3
 
