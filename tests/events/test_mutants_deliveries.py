@@ -475,3 +475,18 @@ def test_a_subscription_with_invalid_settings_dead_letters_each_due_delivery_onc
         (earlier.pk, 1, {"counted": True, "attempt_in_round": 1}, 0.0, reason),  # the first due first
         (later.pk, 5, {"counted": True, "attempt_in_round": 2}, 0.0, reason),
     ]
+
+
+def test_a_success_after_a_failure_clears_the_error_and_keeps_the_status_the_endpoint_answered():
+    from tests.httpserver import Endpoint
+
+    with Endpoint(fail_first=1, fail_status=503) as endpoint:
+        subscription = SubscriptionFactory(target="http", handler="", url=endpoint.url, max_attempts=3)
+        publish_and_relay()
+        assert services.process_deliveries(subscription_id=subscription.id).retrying == 1
+        failed = Delivery.objects.get()
+        assert (failed.last_http_status, failed.last_error != "") == (503, True)
+        Delivery.objects.update(visible_at=timezone.now() - timedelta(seconds=1))
+        assert services.process_deliveries(subscription_id=subscription.id).succeeded == 1
+    delivered = Delivery.objects.get()
+    assert (delivered.status, delivered.last_error, delivered.last_http_status) == ("succeeded", "", 200)
