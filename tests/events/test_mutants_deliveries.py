@@ -11,6 +11,8 @@ from datetime import timedelta
 import pytest
 import redis
 from django.conf import settings as django_settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from supplychain.events import services, signals
@@ -387,3 +389,104 @@ def test_committed_attempts_move_the_attempt_metrics_in_seconds():
     durations = sum(a.duration_ms for a in attempts()) / 1000
     assert 0.1 <= spent <= wall
     assert spent == pytest.approx(durations, rel=1e-6)
+
+
+# take_back_leases: which leases, the kick after commit, the log line.
+
+
+def test_a_restarted_worker_takes_back_only_its_live_in_flight_leases_and_kicks_their_active_subscriptions(
+    monkeypatch, caplog, django_capture_on_commit_callbacks
+):
+    for n in range(3):  # subscription ids unlike the delivery ids
+        SubscriptionFactory(name=f"idle-{n}", event_types=["idle.*"])
+    mine, paused = SubscriptionFactory(name="mine"), SubscriptionFactory(name="paused")
+    publish_and_relay(4)
+    now = timezone.now()
+    leased, retrying, expired, other = Delivery.objects.filter(subscription=mine).order_by("id")
+    Delivery.objects.filter(pk__in=[leased.pk, expired.pk, other.pk]).update(status="in_flight")
+    Delivery.objects.filter(pk__in=[leased.pk, retrying.pk, expired.pk]).update(leased_by="w@host")
+    Delivery.objects.filter(pk__in=[leased.pk, retrying.pk, other.pk]).update(visible_at=now + timedelta(minutes=5))
+    Delivery.objects.filter(pk=expired.pk).update(visible_at=now - timedelta(minutes=1))
+    Delivery.objects.filter(pk=other.pk).update(leased_by="someone@else")
+    Delivery.objects.filter(subscription=paused).update(
+        status="in_flight", leased_by="w@host", visible_at=now + timedelta(minutes=5)
+    )
+    Subscription.objects.filter(pk=paused.pk).update(active=False)
+    kicked = []
+    monkeypatch.setattr(
+        services.deliveries, "kick_deliveries", lambda subs: kicked.append(sorted(s.name for s in subs))
+    )
+
+    with (
+        caplog.at_level(logging.INFO, logger="supplychain.events.services.deliveries"),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert services.take_back_leases(worker="w@host") == 5  # 1 of mine, 4 of the paused subscription
+        assert kicked == []
+
+    assert kicked == [["mine"]]  # the paused one is not kicked; its deliveries wait for it
+    visible = {row.pk: row.visible_at for row in Delivery.objects.filter(subscription=mine)}
+    assert visible[leased.pk] <= timezone.now()
+    assert visible[retrying.pk] > timezone.now()  # a retry's backoff is not cut short
+    assert visible[expired.pk] < now  # already due: left as it was
+    assert visible[other.pk] > timezone.now()
+    assert [r.getMessage() for r in caplog.records] == ["took back 5 delivery leases held by w@host before its restart"]
+
+
+# _dead_letter_due: a subscription whose settings cannot give an attempt.
+
+
+def test_a_subscription_with_invalid_settings_dead_letters_each_due_delivery_once_with_the_reason(
+    django_assert_max_num_queries,
+):
+    broken = SubscriptionFactory(name="broken-policy", handler="probe-a", max_attempts=3)
+    bystander = SubscriptionFactory(name="bystander", handler="probe-a", event_types=["probe.*"])
+    publish_and_relay(1)
+    services.process_deliveries(subscription_id=broken.id)  # delivered before the settings broke
+    publish_and_relay(3)
+    done = Delivery.objects.get(subscription=broken, status="succeeded")
+    later, earlier, waiting = Delivery.objects.filter(subscription=broken, status="pending").order_by("id")
+    now = timezone.now()
+    Delivery.objects.filter(pk=later.pk).update(visible_at=now - timedelta(seconds=5), attempts=1, total_attempts=4)
+    Delivery.objects.filter(pk=earlier.pk).update(visible_at=now - timedelta(seconds=10))
+    Delivery.objects.filter(pk=waiting.pk).update(visible_at=now + timedelta(minutes=5))
+    Subscription.objects.filter(pk=broken.pk).update(backoff_rate=float("inf"), jitter="x" * 10)
+    problems = Subscription.objects.get(pk=broken.pk).policy_problems()
+    assert len(problems["backoff_rate"]) == 2
+    reason = "The subscription's delivery settings are invalid, so no attempt can be computed: " + "; ".join(
+        f"{name}: {' '.join(messages)}" for name, messages in sorted(problems.items())
+    )
+
+    with CaptureQueriesContext(connection) as captured:
+        report = services.process_deliveries(subscription_id=broken.id, batch_size=1)
+
+    assert (report.claimed, report.dead) == (2, 2)
+    event_reads = [q for q in captured.captured_queries if 'WHERE "events_outboxevent"."id" =' in q["sql"]]
+    assert event_reads == []  # each delivery's event comes joined to it
+    rows = {row.pk: row for row in Delivery.objects.filter(subscription=broken)}
+    assert (rows[earlier.pk].status, rows[earlier.pk].attempts, rows[earlier.pk].total_attempts) == ("dead", 1, 1)
+    assert (rows[later.pk].status, rows[later.pk].attempts, rows[later.pk].total_attempts) == ("dead", 2, 5)
+    assert rows[later.pk].last_error == reason
+    assert rows[waiting.pk].status == "pending"  # not due yet
+    assert rows[done.pk].status == "succeeded"
+    assert set(Delivery.objects.filter(subscription=bystander).values_list("status", flat=True)) == {"pending"}
+    audit = AuditEntry.objects.filter(kind="attempt", subscription="broken-policy", outcome="dead").order_by("id")
+    assert [(a.delivery_id, a.attempt, a.data, a.duration_ms, a.error) for a in audit] == [
+        (earlier.pk, 1, {"counted": True, "attempt_in_round": 1}, 0.0, reason),  # the first due first
+        (later.pk, 5, {"counted": True, "attempt_in_round": 2}, 0.0, reason),
+    ]
+
+
+def test_a_success_after_a_failure_clears_the_error_and_keeps_the_status_the_endpoint_answered():
+    from tests.httpserver import Endpoint
+
+    with Endpoint(fail_first=1, fail_status=503) as endpoint:
+        subscription = SubscriptionFactory(target="http", handler="", url=endpoint.url, max_attempts=3)
+        publish_and_relay()
+        assert services.process_deliveries(subscription_id=subscription.id).retrying == 1
+        failed = Delivery.objects.get()
+        assert (failed.last_http_status, failed.last_error != "") == (503, True)
+        Delivery.objects.update(visible_at=timezone.now() - timedelta(seconds=1))
+        assert services.process_deliveries(subscription_id=subscription.id).succeeded == 1
+    delivered = Delivery.objects.get()
+    assert (delivered.status, delivered.last_error, delivered.last_http_status) == ("succeeded", "", 200)

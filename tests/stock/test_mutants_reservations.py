@@ -5,19 +5,22 @@ giving the module a view of the connection that names another vendor, so mutatio
 """
 
 import functools
+import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from stock import selectors, services
-from stock.models import Allocation, Batch, Movement, Reservation
+from stock.models import Allocation, Batch, Movement, Reservation, StockLevel
 from stock.services import Item, reservations
 from supplychain.events import metrics
-from tests.stock.factories import IngredientFactory, csv_opener
+from supplychain.events.models import OutboxEvent
+from tests.stock.factories import IngredientFactory, csv_opener, move_to_the_end_of_the_table
 from tests.stock.test_reserve_paths import Rollback, scenario, snapshot
 
 pytestmark = pytest.mark.django_db
@@ -86,17 +89,10 @@ def test_a_hold_lasts_hold_seconds_from_now_and_the_document_shows_it(path):
     assert services.reservation_document(stored)["hold_until"] == stored.hold_until.isoformat()
 
 
-def _move_to_the_end_of_the_table(batch: Batch) -> None:
-    """Rewrite the row twice through an indexed column (not a HOT update): PostgreSQL then returns it after
-    the rows inserted after it, in a table scan and in the FEFO index alike, as it does after real updates."""
-    Batch.objects.filter(pk=batch.pk).update(lot=f"{batch.lot}~")
-    Batch.objects.filter(pk=batch.pk).update(lot=batch.lot)
-
-
 def test_batches_of_one_best_before_are_taken_in_the_order_they_came(path):
     IngredientFactory(sku="ham")
     receive("ham.csv", f"sku,quantity,best_before,lot\nham,3,{day(9)},FIRST\nham,3,{day(9)},SECOND\n")
-    _move_to_the_end_of_the_table(Batch.objects.get(lot="FIRST"))
+    move_to_the_end_of_the_table(Batch.objects.get(lot="FIRST"))
     services.reserve_stock(transaction_id="r", items=[Item("ham", 4)])
     assert list(Allocation.objects.order_by("id").values_list("batch__lot", "quantity")) == [
         ("FIRST", D(3)),
@@ -163,3 +159,173 @@ def test_on_postgresql_a_close_is_one_database_call_whose_events_are_counted(dja
         calls = [q["sql"] for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]
         assert len(calls) == 2 and calls[0].startswith("SELECT stock_close(")  # the call, then the row read
         assert counter._value.get() == before + 1
+
+
+# release_expired_holds: which holds, how many, and a commit that comes first.
+
+
+def test_expired_holds_are_released_oldest_first_up_to_the_limit_and_counted():
+    """A committed reservation whose hold had passed first takes no place in the batch; every release is counted."""
+    IngredientFactory(sku="ham")
+    receive("ham.csv", f"sku,quantity,best_before,lot\nham,10,{day(3)},H1\n")
+    services.reserve_stock(transaction_id="picked", items=[Item("ham", 1)], hold_seconds=5)
+    services.commit_reservation(transaction_id="picked")
+    for transaction_id, seconds in [("third", 30), ("first", 10), ("second", 20)]:
+        services.reserve_stock(transaction_id=transaction_id, items=[Item("ham", 1)], hold_seconds=seconds)
+    later = timezone.now() + timedelta(seconds=31)
+
+    assert services.release_expired_holds(now=later, limit=2) == 2
+
+    assert dict(Reservation.objects.values_list("transaction_id", "status")) == {
+        "picked": "committed",
+        "first": "released",
+        "second": "released",
+        "third": "reserved",
+    }
+    assert services.release_expired_holds(now=later, limit=2) == 1
+    assert services.release_expired_holds(now=later, limit=2) == 0
+    assert selectors.invariant_violations() == []
+
+
+def test_a_hold_committed_while_the_holds_are_released_is_skipped_and_the_rest_still_released(monkeypatch):
+    IngredientFactory(sku="ham")
+    receive("ham.csv", f"sku,quantity,best_before,lot\nham,10,{day(3)},H1\n")
+    for transaction_id, seconds in [("committed-meanwhile", 10), ("lapsed", 20)]:
+        services.reserve_stock(transaction_id=transaction_id, items=[Item("ham", 1)], hold_seconds=seconds)
+    release = reservations.release_reservation
+
+    def commit_first(*, transaction_id, note=""):
+        if transaction_id == "committed-meanwhile":  # the kitchen picks it between the read and its release
+            services.commit_reservation(transaction_id=transaction_id)
+        return release(transaction_id=transaction_id, note=note)
+
+    monkeypatch.setattr(reservations, "release_reservation", commit_first)
+
+    assert services.release_expired_holds(now=timezone.now() + timedelta(seconds=21)) == 1
+
+    assert dict(Reservation.objects.values_list("transaction_id", "status")) == {
+        "committed-meanwhile": "committed",
+        "lapsed": "released",
+    }
+    assert selectors.invariant_violations() == []
+
+
+# What a reservation stores and answers: the canonical request and its hash, the refusal of repeated skus.
+
+
+def test_the_stored_request_is_the_canonical_one_and_re_hashes_to_the_stored_hash(path):
+    """The request is kept in jsonb, which reorders its keys: a hash over sorted keys still matches it."""
+    IngredientFactory(sku="ham")
+    receive("ham.csv", f"sku,quantity,best_before,lot\nham,20,{day(9)},H1\n")
+    services.reserve_stock(transaction_id="canon", items=[Item("ham", D("10.0"))], needed_by=day(2), hold_seconds=60)
+    stored = Reservation.objects.get(transaction_id="canon")
+    assert stored.request == {
+        "transaction_id": "canon",
+        "items": [{"sku": "ham", "quantity": "10"}],  # normalized, in plain notation (not 1E+1)
+        "needed_by": day(2).isoformat(),
+        "hold_seconds": 60,
+    }
+    assert list(stored.request) != ["transaction_id", "items", "needed_by", "hold_seconds"]  # jsonb's own order
+    assert reservations.request_digest(stored.request) == stored.request_hash
+
+
+def test_repeated_skus_are_refused_each_named_once_in_the_message_and_the_field_error():
+    IngredientFactory(sku="ham")
+    IngredientFactory(sku="egg")
+    items = [Item("ham", 1), Item("egg", 1), Item("ham", 2), Item("egg", 3)]
+    with pytest.raises(services.InvalidItems) as refused:
+        services.reserve_stock(transaction_id="twice", items=items)
+    assert str(refused.value) == "items: Each sku once; repeated: egg, ham."
+    assert refused.value.errors == {"items": ["Each sku once; repeated: egg, ham."]}
+    assert not Reservation.objects.exists()
+
+
+@pytest.mark.parametrize("quantity", [D(2), D(50)], ids=["reserved", "rejected"])
+def test_on_postgresql_a_reservation_is_one_database_call_answered_as_the_stored_row(
+    quantity, django_capture_on_commit_callbacks
+):
+    IngredientFactory(sku="ham")
+    receive("ham.csv", f"sku,quantity,best_before,lot\nham,5,{day(3)},H1\n")
+    event_type = "stock.reservation_created" if quantity == 2 else "stock.reservation_rejected"
+    counter = metrics.EVENTS_PUBLISHED.labels(event_type)
+    before = counter._value.get()
+    with CaptureQueriesContext(connection) as captured, django_capture_on_commit_callbacks(execute=True):
+        answered = services.reserve_stock(
+            transaction_id="one-call", items=[Item("ham", quantity)], needed_by=day(1), hold_seconds=30
+        )
+    calls = [q["sql"] for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(calls) == 1 and calls[0].lower().startswith("select stock_reserve(")
+    assert counter._value.get() == before + 1
+
+    stored = Reservation.objects.get(transaction_id="one-call")
+    fields = [f.attname for f in Reservation._meta.concrete_fields]
+    assert {f: getattr(answered, f) for f in fields} == {f: getattr(stored, f) for f in fields}
+    assert (stored.closed_at is None) == (quantity == 2)
+    answered.validate_unique()  # known as the stored row, not as a new one clashing with it
+
+
+def test_on_the_python_path_a_rejection_reads_no_event_keys_back(monkeypatch):
+    monkeypatch.setattr(reservations, "connection", OtherVendor("sqlite"))
+    IngredientFactory(sku="ham")
+    receive("ham.csv", f"sku,quantity,best_before,lot\nham,5,{day(3)},H1\n")
+    with CaptureQueriesContext(connection) as captured:
+        rejected = services.reserve_stock(transaction_id="no", items=[Item("ham", 50)])
+    assert rejected.response_status == 409
+    outbox = OutboxEvent._meta.db_table
+    assert [q["sql"] for q in captured.captured_queries if q["sql"].startswith("SELECT") and outbox in q["sql"]] == []
+    assert OutboxEvent.objects.filter(type="stock.reservation_rejected").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_racing_the_first_with_its_transaction_id_replays_it_inside_the_callers_transaction():
+    """The second request waits on the first's locks, then hits the unique transaction id: inside its caller's
+    transaction (a savepoint keeps that usable) it answers as a replay of the first."""
+    IngredientFactory(sku="ham")
+    receive("ham.csv", f"sku,quantity,best_before,lot\nham,5,{day(3)},H1\n")
+    holding, release, outcome = threading.Event(), threading.Event(), {}
+
+    def first():
+        try:
+            with transaction.atomic():
+                outcome["first"] = services.reserve_stock(transaction_id="same", items=[Item("ham", 2)])
+                holding.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    def second():
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                outcome["pid"] = cursor.fetchone()[0]
+            with transaction.atomic():
+                outcome["second"] = services.reserve_stock(transaction_id="same", items=[Item("ham", 2)])
+                outcome["after"] = Reservation.objects.count()  # the caller's transaction is still usable
+        except Exception as exc:  # reported below
+            outcome["error"] = repr(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert holding.wait(30)
+    threads[1].start()
+    deadline = time.monotonic() + 30
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [outcome.get("pid")])
+            row = cursor.fetchone()
+            if row and row[0] == "Lock":
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the second request never waited for the first's locks")
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert "error" not in outcome, outcome
+    first_reservation, second_reservation = outcome["first"], outcome["second"]
+    assert (second_reservation.pk, second_reservation.response) == (first_reservation.pk, first_reservation.response)
+    assert outcome["after"] == 1
+    assert StockLevel.objects.get(ingredient__sku="ham").reserved == D(2)
+    assert selectors.invariant_violations() == []
