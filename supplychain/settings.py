@@ -369,6 +369,9 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Event backbone --------------------------------------------------------------------------------
 EVENTS_KICK_INTERVAL = env.float("EVENTS_KICK_INTERVAL", default=0.05)  # max relay kicks per process: 20/s
+# At most one delivery or relay kick pending at a time across processes (a Redis SET NX guard the drain clears
+# when it starts); after this many seconds a lost kick no longer holds the next one back.
+EVENTS_KICK_PENDING_SECONDS = env.float("EVENTS_KICK_PENDING_SECONDS", default=10.0)
 EVENTS_RELAY_BATCH = env.int("EVENTS_RELAY_BATCH", default=500)
 EVENTS_DELIVERY_BATCH = env.int("EVENTS_DELIVERY_BATCH", default=200)
 EVENTS_TIME_BUDGET = env.float("EVENTS_TIME_BUDGET", default=5.0)  # seconds one delivery task keeps draining
@@ -407,7 +410,7 @@ CELERY_BEAT_SCHEDULE.update(
 # most once per ORDERS_KICK_INTERVAL per process, and swept by beat every ORDERS_SWEEP_SECONDS.
 ORDERS_BATCH = env.int("ORDERS_BATCH", default=200)  # orders claimed and reserved per transaction
 ORDERS_TIME_BUDGET = env.float("ORDERS_TIME_BUDGET", default=5.0)  # seconds one task keeps draining
-ORDERS_KICK_INTERVAL = env.float("ORDERS_KICK_INTERVAL", default=0.2)
+ORDERS_KICK_INTERVAL = env.float("ORDERS_KICK_INTERVAL", default=0.05)  # debounce before a worker claims a batch
 ORDERS_SWEEP_SECONDS = env.float("ORDERS_SWEEP_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULE["orders-process-sweep"] = {"task": "integrations.process_orders", "schedule": ORDERS_SWEEP_SECONDS}
 

@@ -20,7 +20,7 @@ from django_guid import get_guid
 
 from supplychain.celery import app as celery_app
 from supplychain.core.db import copy_insert, copy_rows
-from supplychain.events import metrics, registry
+from supplychain.events import kicks, metrics, registry
 from supplychain.events.errors import PublishNotAllowed
 from supplychain.events.models import AuditEntry, OutboxEvent
 
@@ -227,7 +227,14 @@ class Kicker:
 
 
 def _send_relay() -> None:
-    celery_app.send_task(RELAY_TASK, retry=False)
+    """One relay kick pending at a time, across processes (``kicks``); the relay clears it when it starts."""
+    if not kicks.claim(kicks.RELAY):
+        return
+    try:
+        celery_app.send_task(RELAY_TASK, retry=False)
+    except Exception:
+        kicks.clear(kicks.RELAY)
+        raise
 
 
 relay_kicker = Kicker(event_setting("EVENTS_KICK_INTERVAL", 0.05))
