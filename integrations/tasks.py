@@ -14,7 +14,7 @@ def process_orders() -> dict:
     finds less to do. When the budget ran out with orders left, it kicks itself again.
     """
     kicks.clear(services.PROCESSING_KICK)  # before claiming: orders committed from now on kick anew
-    report = services.process_received_orders()
+    report = services.process_received_orders(relay=True)
     if report.more_waiting:
         services.orders_kicker.kick()
     return {"batches": report.batches, "claimed": report.claimed, "reserved": report.reserved, "short": report.short}
