@@ -182,3 +182,13 @@ def test_concurrent_relays_claim_each_event_exactly_once():
     assert not OutboxEvent.objects.filter(relayed_at__isnull=True).exists()
     assert Delivery.objects.count() == 2000
     assert Delivery.objects.values("event_id").distinct().count() == 2000
+
+
+def test_a_drain_that_dead_letters_a_broken_policy_still_clears_its_guard(broker, queue):
+    """An early return (a policy no attempt can be computed from) must not leave the next kick held back."""
+    subscription = SubscriptionFactory(handler="probe-a", queue=queue)
+    type(subscription).objects.filter(pk=subscription.pk).update(initial_interval=1e308)
+    services.kick_deliveries([subscription])
+    services.process_deliveries(subscription_id=subscription.id)
+    services.kick_deliveries([subscription])
+    assert len(delivers(broker, queue)) == 2

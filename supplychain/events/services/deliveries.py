@@ -70,6 +70,9 @@ def process_deliveries(
 
     ``worker`` (the Celery node name) is recorded on each claim: see ``take_back_leases``.
     """
+    # Cleared first, before any claim or early return: an event committed from now on sends a kick of its
+    # own, and one committed before is seen by the claims below, so none is left waiting for the sweep.
+    kicks.clear(kicks.deliveries_key(subscription_id))
     report = DeliveryReport()
     subscription = Subscription.objects.filter(pk=subscription_id, active=True).first()
     if subscription is None:
@@ -79,9 +82,6 @@ def process_deliveries(
     if problems:  # a row written past validation (the database, an old row): no attempt can be computed
         _dead_letter_due(subscription, problems, batch_size, report)
         return report
-    # Cleared before the first claim: an event committed from now on sends a kick of its own, and one
-    # committed before is seen by the claims below, so none is left waiting for the sweep.
-    kicks.clear(kicks.deliveries_key(subscription.id))
     deadline = time.monotonic() + (time_budget or event_setting("EVENTS_TIME_BUDGET", 5.0))
     out_of_time = False
     while True:
