@@ -358,6 +358,7 @@ def _insert(fresh: list[_Checked], now: datetime, source: str) -> None:
             for c in fresh
         ],
         with_keys=False,
+        kick_relay=False,  # the processing task this intake kicks relays them: one message, not two
     )
 
 

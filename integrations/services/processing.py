@@ -144,13 +144,14 @@ def process_received_orders(
     ``relay=True`` (the worker's task) fans each batch's events out at once, in this process, instead of
     leaving them to a relay task: one Celery message and its wait fewer between a reservation and the
     WMS delivery (the relay is the backbone's own service, so the events go out exactly as it sends them).
+    It also relays the intake's ``order.received`` events, which kick this task and no relay of their own.
     """
     report = ProcessingReport()
     deadline = time.monotonic() + (time_budget or _setting("ORDERS_TIME_BUDGET", 5.0))
     batch_size = batch_size or _setting("ORDERS_BATCH", 200)
     while True:
         claimed, reserved, short = process_order_batch(limit=batch_size)
-        if claimed and relay:
+        if relay:  # this batch's events, and the intake's (which sends no relay kick of its own)
             events.relay_pending()
         if claimed:
             report.batches += 1

@@ -106,10 +106,12 @@ def publish_as_caller(
     return publish(event_type, payload, key=key, version=version, source=source)
 
 
-def publish_many(events: Iterable[NewEvent], *, with_keys: bool = True) -> list[OutboxEvent]:
+def publish_many(events: Iterable[NewEvent], *, with_keys: bool = True, kick_relay: bool = True) -> list[OutboxEvent]:
     """Publish several events with two INSERTs (a bulk intake publishes hundreds per transaction).
 
     ``with_keys=False`` skips reading the new rows' primary keys back when the caller does not need them.
+    ``kick_relay=False`` sends no relay kick on commit, for a caller whose own kicked task relays them (the
+    order intake: the processing task relays what it finds); the beat sweep relays them in any case.
     """
     now = timezone.now()
     correlation_id = current_correlation_id()
@@ -164,18 +166,19 @@ def publish_many(events: Iterable[NewEvent], *, with_keys: bool = True) -> list[
         counts: dict[str, int] = defaultdict(int)
         for row in rows:
             counts[row.type] += 1
-        announce_published(counts)
+        announce_published(counts, kick_relay=kick_relay)
     return rows
 
 
-def announce_published(counts: dict[str, int]) -> None:
+def announce_published(counts: dict[str, int], *, kick_relay: bool = True) -> None:
     """After commit, count the events written in this transaction and kick the relay.
 
     ``publish_many`` calls it; so does a caller whose database function wrote its outbox and audit
     rows itself (``stock_reserve``), so those events are counted and relayed exactly the same way.
     """
     transaction.on_commit(lambda: metrics.count_published(counts))
-    transaction.on_commit(relay_kicker.kick)
+    if kick_relay:
+        transaction.on_commit(relay_kicker.kick)
 
 
 def current_correlation_id() -> str:
