@@ -238,6 +238,7 @@ def sustained(base: str, token: str, prefix: str, seconds: float, clients: int) 
 def latency(base: str, token: str, prefix: str, rate: float, seconds: float) -> dict:
     """Single POSTs at ``rate`` orders/s; seconds from each POST's start to its pick request at the WMS."""
     sent: dict[str, float] = {}
+    answered: dict[str, float] = {}  # seconds each POST took to its 202: the web's share of the latency
     total = int(rate * seconds)
     clients = 8
     start = time.time() + 0.5
@@ -252,6 +253,7 @@ def latency(base: str, token: str, prefix: str, rate: float, seconds: float) -> 
             order_id = f"{prefix}-{n}"
             sent[order_id] = time.time()
             post_one(http, base, order_id)
+            answered[order_id] = time.time() - sent[order_id]
 
     in_threads(clients, work)
     WMS.wait(prefix, total, 300)
@@ -262,6 +264,8 @@ def latency(base: str, token: str, prefix: str, rate: float, seconds: float) -> 
         "p50_seconds": round(statistics.median(seconds_each), 3),
         "p99_seconds": round(seconds_each[int(0.99 * (len(seconds_each) - 1))], 3),
         "max_seconds": round(seconds_each[-1], 3),
+        "post_answer_p50_seconds": round(statistics.median(answered.values()), 3),
+        "post_answer_p99_seconds": round(sorted(answered.values())[int(0.99 * (len(answered) - 1))], 3),
         "posts_more_than_half_a_second_late": late,
     }
 

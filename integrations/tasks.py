@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from integrations import services
+from supplychain.events import kicks
 
 
 @shared_task(name="integrations.process_orders", acks_late=True, ignore_result=True, soft_time_limit=50, time_limit=55)
@@ -12,7 +13,8 @@ def process_orders() -> dict:
     Idempotent: it claims whatever is still received, so a repeat (a redelivered message, a sweep) only
     finds less to do. When the budget ran out with orders left, it kicks itself again.
     """
-    report = services.process_received_orders()
+    kicks.clear(services.PROCESSING_KICK)  # before claiming: orders committed from now on kick anew
+    report = services.process_received_orders(relay=True)
     if report.more_waiting:
         services.orders_kicker.kick()
     return {"batches": report.batches, "claimed": report.claimed, "reserved": report.reserved, "short": report.short}

@@ -316,7 +316,9 @@ CELERY_ENABLE_UTC = True
 # Effects survive a killed worker: acknowledge after the task ran, redeliver if the process died.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=4)
+# One message at a time per worker process: a kick reserved by a worker busy with a long drain would wait
+# there (and, coalesced, hold back the next kick) while another worker sat idle.
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=1)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = 10.0
@@ -369,9 +371,13 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Event backbone --------------------------------------------------------------------------------
 EVENTS_KICK_INTERVAL = env.float("EVENTS_KICK_INTERVAL", default=0.05)  # max relay kicks per process: 20/s
+# At most one delivery or relay kick pending at a time across processes (a Redis SET NX guard the drain clears
+# when it starts); after this many seconds a lost kick no longer holds the next one back.
+EVENTS_KICK_PENDING_SECONDS = env.float("EVENTS_KICK_PENDING_SECONDS", default=10.0)
 EVENTS_RELAY_BATCH = env.int("EVENTS_RELAY_BATCH", default=500)
 EVENTS_DELIVERY_BATCH = env.int("EVENTS_DELIVERY_BATCH", default=200)
-EVENTS_TIME_BUDGET = env.float("EVENTS_TIME_BUDGET", default=5.0)  # seconds one delivery task keeps draining
+# Seconds one delivery task keeps draining before it kicks itself and goes behind the other drains waiting.
+EVENTS_TIME_BUDGET = env.float("EVENTS_TIME_BUDGET", default=1.0)
 EVENTS_LEASE_SECONDS = env.float("EVENTS_LEASE_SECONDS", default=60.0)  # visibility of a claimed delivery
 EVENTS_COUNTDOWN_MAX = env.float("EVENTS_COUNTDOWN_MAX", default=300.0)  # longer retry waits go to beat
 EVENTS_SWEEP_SECONDS = env.float("EVENTS_SWEEP_SECONDS", default=5.0)
@@ -406,8 +412,8 @@ CELERY_BEAT_SCHEDULE.update(
 # Received orders are reserved in batches (integrations.process_orders): kicked after each intake commit, at
 # most once per ORDERS_KICK_INTERVAL per process, and swept by beat every ORDERS_SWEEP_SECONDS.
 ORDERS_BATCH = env.int("ORDERS_BATCH", default=200)  # orders claimed and reserved per transaction
-ORDERS_TIME_BUDGET = env.float("ORDERS_TIME_BUDGET", default=5.0)  # seconds one task keeps draining
-ORDERS_KICK_INTERVAL = env.float("ORDERS_KICK_INTERVAL", default=0.2)
+ORDERS_TIME_BUDGET = env.float("ORDERS_TIME_BUDGET", default=1.0)  # seconds one task drains, then kicks itself
+ORDERS_KICK_INTERVAL = env.float("ORDERS_KICK_INTERVAL", default=0.05)  # debounce before a worker claims a batch
 ORDERS_SWEEP_SECONDS = env.float("ORDERS_SWEEP_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULE["orders-process-sweep"] = {"task": "integrations.process_orders", "schedule": ORDERS_SWEEP_SECONDS}
 

@@ -11,6 +11,7 @@ The domain errors live in ``integrations.errors``.
 from integrations.services.alerts import Observation, observe_alerts, sweep_alerts
 from integrations.services.intake import (
     BULK_LIMIT,
+    PROCESSING_KICK,
     IntakeResult,
     order_schema,
     orders_kicker,
@@ -48,6 +49,7 @@ from integrations.services.purchasing import (
 
 __all__ = [
     "BULK_LIMIT",
+    "PROCESSING_KICK",
     "REFUSED_TRANSITION",
     "IntakeResult",
     "Move",

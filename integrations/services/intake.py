@@ -28,6 +28,7 @@ from stock.models import Ingredient, Recipe
 from supplychain.core.db import copy_rows
 from supplychain.core.errors import DomainError
 from supplychain.core.identifiers import IDENTIFIER_RULE, is_identifier
+from supplychain.events import kicks
 from supplychain.events.services import Kicker, NewEvent, publish_many
 
 BULK_LIMIT = 1000
@@ -357,6 +358,7 @@ def _insert(fresh: list[_Checked], now: datetime, source: str) -> None:
             for c in fresh
         ],
         with_keys=False,
+        kick_relay=False,  # the processing task this intake kicks relays them: one message, not two
     )
 
 
@@ -375,11 +377,21 @@ def _new_ids(count: int) -> list[int]:
 
 
 def _send_processing() -> None:
+    """One processing kick pending at a time, across processes; the task clears the guard when it starts."""
     from integrations import tasks
 
-    tasks.process_orders.apply_async(retry=False)
+    if not kicks.claim(PROCESSING_KICK):
+        return
+    try:
+        tasks.process_orders.apply_async(retry=False)
+    except Exception:
+        kicks.clear(PROCESSING_KICK)
+        raise
+
+
+PROCESSING_KICK = "orders:process"
 
 
 # Received orders are processed in batches: a commit of new orders kicks the batch task, at most once per
 # ORDERS_KICK_INTERVAL per process (beat sweeps as well, so nothing waits if a kick is lost).
-orders_kicker = Kicker(getattr(settings, "ORDERS_KICK_INTERVAL", 0.2), _send_processing, what="orders processing")
+orders_kicker = Kicker(getattr(settings, "ORDERS_KICK_INTERVAL", 0.05), _send_processing, what="orders processing")

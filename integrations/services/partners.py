@@ -36,7 +36,7 @@ from integrations.models import Order, PartnerMessage, StatusVocabulary
 from integrations.services.lifecycle import Move, is_legal, transition_orders
 from stock import services as stock_services
 from stock.errors import PickMismatch, ReservationClosed, ReservationNotFound
-from stock.models import Allocation
+from stock.selectors import AllocatedLot, open_allocations
 from supplychain.events.services import publish, record_received
 
 logger = logging.getLogger(__name__)
@@ -406,17 +406,16 @@ def _record_sent(partner: str, kind: str, message_id: str, body: bytes, order: O
     )
 
 
-def pick_request(order: Order) -> dict:
-    """The pick request for one reserved order, in our terms: per sku and batch, the quantity and its lot."""
-    allocations = (
-        Allocation.objects.filter(reservation__transaction_id=order.order_id, open=True)
-        .select_related("batch", "ingredient")
-        .order_by("ingredient__sku", "batch__best_before", "batch_id")
-    )
+def pick_request(order: Order, lots: list[AllocatedLot]) -> dict:
+    """The pick request for one reserved order, in our terms: per sku and batch, the quantity and its lot.
+
+    ``lots`` are the order's open allocations (``stock.selectors.open_allocations``, read for a whole batch
+    of orders at once).
+    """
     per_batch: dict[tuple[str, str, str], object] = {}
-    for allocation in allocations:
-        key = (allocation.ingredient.sku, allocation.batch.lot, allocation.batch.best_before.isoformat())
-        per_batch[key] = per_batch.get(key, 0) + allocation.quantity
+    for lot in lots:
+        key = (lot.sku, lot.lot, lot.best_before.isoformat())
+        per_batch[key] = per_batch.get(key, 0) + lot.quantity
     return {
         "request_id": f"pick-{order.order_id}",
         "order_id": order.order_id,
@@ -440,7 +439,8 @@ def send_pick_requests(*, order_ids: list[str], message_id: str) -> int:
         )
         if not orders:
             return 0
-        requests = [pick_request(order) for order in orders]
+        lots = open_allocations([order.order_id for order in orders])
+        requests = [pick_request(order, lots[order.order_id]) for order in orders]
         body = adapters.adapter("wms").send_pick_requests(
             requests, message_id=message_id, secret=adapters.partner_settings("wms")["secret"]
         )

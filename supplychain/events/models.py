@@ -223,8 +223,11 @@ class Delivery(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         DEAD = "dead", "Dead"
 
-    event = models.ForeignKey(OutboxEvent, on_delete=models.CASCADE, related_name="deliveries")
-    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="deliveries")
+    # No index of their own: measured on the orders benchmark's tables (544,000 deliveries), neither was
+    # ever scanned, each cost every relayed delivery an index entry (39 and 17 MB), and the unique
+    # (event, subscription) and (subscription, status) indexes serve the same lookups and cascades.
+    event = models.ForeignKey(OutboxEvent, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0, help_text="Attempts in the current round.")
     total_attempts = models.PositiveIntegerField(default=0, help_text="Attempts across every redrive.")

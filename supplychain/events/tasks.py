@@ -7,12 +7,13 @@ from celery.signals import worker_ready
 from django.conf import settings
 from django.db import connections
 
-from supplychain.events import archive, retention, services
+from supplychain.events import archive, kicks, retention, services
 
 
 @shared_task(name=services.RELAY_TASK, ignore_result=True, acks_late=True)
 def relay() -> int:
     """Fan committed outbox events out into deliveries (kicked after commit, and by the sweep)."""
+    kicks.clear(kicks.RELAY)  # before claiming: an event committed from now on kicks anew
     return services.relay_pending()
 
 

@@ -330,3 +330,21 @@ def test_the_sweep_keeps_relaying_without_a_single_task_event_for_flower(celery_
     swept = sorted({e["type"] for e in task_events if names.get(e["uuid"]) == "events.sweep"})
     assert swept == [], f"events.sweep still sends {swept}"
     assert OutboxEvent.objects.get(pk=missed.pk).relayed_at is not None
+
+
+def test_coalesced_kicks_never_strand_an_event_published_while_a_drain_runs(celery_worker):
+    """No beat here, so no sweep: each event reaches its handler only through a kick.
+
+    Kicks coalesce (one pending per subscription, across processes); the handler sleeps so that a drain is
+    running when the next events commit. Each round's last event is the one a lost kick would strand.
+    """
+    subscription = SubscriptionFactory(name="coalesced", handler="probe-a")
+    published = 0
+    for round_number in range(8):
+        for n in range(1 + round_number % 4):
+            publish_committed({"sku": "ham", "quantity": published + 1, "sleep": 0.03})
+            published += 1
+            time.sleep(0.01 * ((round_number + n) % 3))
+        wait_for(succeeded(subscription, published), 8, f"round {round_number}: {published} events delivered")
+    assert Effect.objects.filter(handler="probe-a").count() == published
+    assert Delivery.objects.filter(subscription=subscription).exclude(status="succeeded").count() == 0

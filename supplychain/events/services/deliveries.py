@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from supplychain.celery import app as celery_app
 from supplychain.core.db import copy_rows
-from supplychain.events import metrics, registry, signals, transport
+from supplychain.events import kicks, metrics, registry, signals, transport
 from supplychain.events.models import AuditEntry, Delivery, Subscription
 from supplychain.events.services.publishing import AUDIT_FIELDS, event_setting, publish
 from supplychain.events.transport import Outcome
@@ -31,13 +31,23 @@ ATTEMPT_FIELDS = [*AUDIT_FIELDS, "delivery_id", "attempt", "http_status", "durat
 
 
 def kick_deliveries(subscriptions: Iterable[Subscription], countdown: float | None = None) -> None:
-    """Ask a worker on each subscription's queue to drain its due deliveries."""
+    """Ask a worker on each subscription's queue to drain its due deliveries.
+
+    An immediate kick is sent only when none is pending for that subscription (``kicks``: one ``SET NX``
+    in Redis, shared by every process; the drain clears it before it claims). A countdown kick (a retry
+    due later) always goes out: it must not hold back the kicks of new events meanwhile.
+    """
     for subscription in subscriptions:
+        guard = kicks.deliveries_key(subscription.id)
+        if countdown is None and not kicks.claim(guard):
+            continue  # a drain is already on its way and will claim this event too
         try:
             celery_app.send_task(
                 DELIVER_TASK, (subscription.id,), queue=subscription.queue, countdown=countdown, retry=False
             )
         except Exception as exc:  # the deliveries are in the database; the sweep kicks again
+            if countdown is None:
+                kicks.clear(guard)
             logger.warning("delivery kick for %s not sent (%s); the sweep will", subscription.name, exc)
 
 
@@ -60,6 +70,9 @@ def process_deliveries(
 
     ``worker`` (the Celery node name) is recorded on each claim: see ``take_back_leases``.
     """
+    # Cleared first, before any claim or early return: an event committed from now on sends a kick of its
+    # own, and one committed before is seen by the claims below, so none is left waiting for the sweep.
+    kicks.clear(kicks.deliveries_key(subscription_id))
     report = DeliveryReport()
     subscription = Subscription.objects.filter(pk=subscription_id, active=True).first()
     if subscription is None:
@@ -70,7 +83,11 @@ def process_deliveries(
         _dead_letter_due(subscription, problems, batch_size, report)
         return report
     deadline = time.monotonic() + (time_budget or event_setting("EVENTS_TIME_BUDGET", 5.0))
-    while time.monotonic() < deadline:
+    out_of_time = False
+    while True:
+        if time.monotonic() >= deadline:
+            out_of_time = True
+            break
         claimed = _claim(subscription, batch_size, worker)
         if not claimed:
             break
@@ -83,6 +100,8 @@ def process_deliveries(
                 _record(subscription, claimed, outcomes, report)
         if len(claimed) < batch_size:
             break  # drained: free the worker for the relay and other subscriptions; new events kick anew
+    if out_of_time:  # more may be due: the next drain goes behind whatever else waits on this queue
+        kick_deliveries([subscription])
     if report.next_retry_in is not None and report.next_retry_in <= event_setting("EVENTS_COUNTDOWN_MAX", 300):
         kick_deliveries([subscription], countdown=report.next_retry_in + 0.1)
     return report

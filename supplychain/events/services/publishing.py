@@ -20,7 +20,7 @@ from django_guid import get_guid
 
 from supplychain.celery import app as celery_app
 from supplychain.core.db import copy_insert, copy_rows
-from supplychain.events import metrics, registry
+from supplychain.events import kicks, metrics, registry
 from supplychain.events.errors import PublishNotAllowed
 from supplychain.events.models import AuditEntry, OutboxEvent
 
@@ -106,10 +106,12 @@ def publish_as_caller(
     return publish(event_type, payload, key=key, version=version, source=source)
 
 
-def publish_many(events: Iterable[NewEvent], *, with_keys: bool = True) -> list[OutboxEvent]:
+def publish_many(events: Iterable[NewEvent], *, with_keys: bool = True, kick_relay: bool = True) -> list[OutboxEvent]:
     """Publish several events with two INSERTs (a bulk intake publishes hundreds per transaction).
 
     ``with_keys=False`` skips reading the new rows' primary keys back when the caller does not need them.
+    ``kick_relay=False`` sends no relay kick on commit, for a caller whose own kicked task relays them (the
+    order intake: the processing task relays what it finds); the beat sweep relays them in any case.
     """
     now = timezone.now()
     correlation_id = current_correlation_id()
@@ -164,18 +166,19 @@ def publish_many(events: Iterable[NewEvent], *, with_keys: bool = True) -> list[
         counts: dict[str, int] = defaultdict(int)
         for row in rows:
             counts[row.type] += 1
-        announce_published(counts)
+        announce_published(counts, kick_relay=kick_relay)
     return rows
 
 
-def announce_published(counts: dict[str, int]) -> None:
+def announce_published(counts: dict[str, int], *, kick_relay: bool = True) -> None:
     """After commit, count the events written in this transaction and kick the relay.
 
     ``publish_many`` calls it; so does a caller whose database function wrote its outbox and audit
     rows itself (``stock_reserve``), so those events are counted and relayed exactly the same way.
     """
     transaction.on_commit(lambda: metrics.count_published(counts))
-    transaction.on_commit(relay_kicker.kick)
+    if kick_relay:
+        transaction.on_commit(relay_kicker.kick)
 
 
 def current_correlation_id() -> str:
@@ -227,7 +230,14 @@ class Kicker:
 
 
 def _send_relay() -> None:
-    celery_app.send_task(RELAY_TASK, retry=False)
+    """One relay kick pending at a time, across processes (``kicks``); the relay clears it when it starts."""
+    if not kicks.claim(kicks.RELAY):
+        return
+    try:
+        celery_app.send_task(RELAY_TASK, retry=False)
+    except Exception:
+        kicks.clear(kicks.RELAY)
+        raise
 
 
 relay_kicker = Kicker(event_setting("EVENTS_KICK_INTERVAL", 0.05))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from datetime import datetime
+from typing import NamedTuple
 
 from django.db import connection, transaction
 from django.db.models import F, Q
@@ -22,25 +24,31 @@ logger = logging.getLogger(__name__)
 # ---- Relay --------------------------------------------------------------------------------------
 
 
+class _Claimed(NamedTuple):
+    """An event claimed by the relay: what matching a subscription reads."""
+
+    id: int
+    type: str
+    payload: dict
+
+
 def relay_pending(*, batch_size: int | None = None, max_batches: int | None = None) -> int:
     """Fan committed events out into deliveries; returns how many events were relayed.
 
-    Each batch is claimed with ``FOR UPDATE SKIP LOCKED`` so several relays never take the same
-    event, and the unique (event, subscription) constraint makes relaying an event twice harmless.
+    Each batch is claimed and marked relayed at once (on PostgreSQL one ``UPDATE … RETURNING`` over a
+    ``FOR UPDATE SKIP LOCKED`` sub-select), so several relays never take the same event; the deliveries
+    are inserted in the same transaction, so a relay that dies leaves its events unrelayed, and the unique
+    (event, subscription) constraint makes relaying an event twice harmless anyway.
     """
     batch_size = batch_size or event_setting("EVENTS_RELAY_BATCH", 500)
     relayed = batches = 0
     while max_batches is None or batches < max_batches:
         with transaction.atomic():
-            events = list(
-                OutboxEvent.objects.select_for_update(skip_locked=True)
-                .filter(relayed_at__isnull=True)
-                .order_by("id")[:batch_size]
-            )
+            now = timezone.now()
+            events = _claim_events(batch_size, now)
             if not events:
                 break
             subscriptions = list(Subscription.objects.filter(active=True))
-            now = timezone.now()
             pairs = [
                 (event.id, subscription)
                 for event in events
@@ -48,7 +56,6 @@ def relay_pending(*, batch_size: int | None = None, max_batches: int | None = No
                 if subscription.matches_type(event.type) and filters.matches(subscription.filter_policy, event.payload)
             ]
             _insert_deliveries(pairs, now)
-            OutboxEvent.objects.filter(id__in=[event.id for event in events]).update(relayed_at=now)
             touched = {subscription.id: subscription for _, subscription in pairs}
             transaction.on_commit(lambda touched=touched: deliveries.kick_deliveries(touched.values()))
         relayed += len(events)
@@ -56,6 +63,35 @@ def relay_pending(*, batch_size: int | None = None, max_batches: int | None = No
         if len(events) < batch_size:
             break
     return relayed
+
+
+# One statement claims and marks a batch: measured, it replaced a SELECT … FOR UPDATE SKIP LOCKED and an
+# UPDATE by id, two round trips and a second walk of the same rows per batch.
+CLAIM_EVENTS = """
+    UPDATE events_outboxevent AS e SET relayed_at = %s
+     WHERE e.id IN (SELECT id FROM events_outboxevent
+                     WHERE relayed_at IS NULL ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
+    RETURNING e.id, e.type, e.payload
+"""
+
+
+def _claim_events(limit: int, now: datetime) -> list[_Claimed]:
+    """Take up to ``limit`` unrelayed events, oldest first, and mark them relayed (in the caller's transaction)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(CLAIM_EVENTS, [now, limit])
+            rows = cursor.fetchall()
+        # jsonb comes back as text (Django's psycopg set-up leaves decoding to JSONField)
+        claimed = [_Claimed(i, t, json.loads(p) if isinstance(p, str | bytes) else p) for i, t, p in rows]
+        return sorted(claimed, key=lambda event: event.id)
+    events = list(
+        OutboxEvent.objects.select_for_update(skip_locked=True)
+        .filter(relayed_at__isnull=True)
+        .order_by("id")
+        .only("id", "type", "payload")[:limit]
+    )
+    OutboxEvent.objects.filter(id__in=[event.id for event in events]).update(relayed_at=now)
+    return [_Claimed(event.id, event.type, event.payload) for event in events]
 
 
 def _insert_deliveries(pairs: list[tuple[int, Subscription]], now: datetime) -> None:
