@@ -13,7 +13,7 @@ __all__ = ["InlineDispatcher"]
 @pytest.fixture
 def inline(monkeypatch):
     dispatcher = InlineDispatcher()
-    monkeypatch.setattr(execution, "dispatcher", dispatcher)
+    monkeypatch.setattr(execution.dispatch, "dispatcher", dispatcher)
     return dispatcher
 
 

@@ -210,14 +210,14 @@ def failed_forecast_run():
         .pass_("Notify", end=True)
     )
     forecasting.save_pipeline(name="browser-forecast", definition=machine.build())
-    dispatcher, previous = InlineDispatcher(), execution.dispatcher
-    execution.dispatcher = dispatcher
+    dispatcher, previous = InlineDispatcher(), execution.dispatch.dispatcher
+    execution.dispatch.dispatcher = dispatcher
     try:
         with transaction.atomic():
             run, _ = forecasting.start_run(pipeline="browser-forecast", input={"weekday": "Friday"}, name="nightly-1")
         dispatcher.drain()
     finally:
-        execution.dispatcher = previous
+        execution.dispatch.dispatcher = previous
     run = Run.objects.get(id=run.id)
     assert (run.status, run.error) == ("FAILED", "ModelDiverged")
     return run

@@ -362,7 +362,7 @@ def failed_pipeline_run(monkeypatch, on_commit, *, pipeline: str, name: str):
     from tests.forecasting.inline import InlineDispatcher
 
     dispatcher = InlineDispatcher()
-    monkeypatch.setattr(execution, "dispatcher", dispatcher)
+    monkeypatch.setattr(execution.dispatch, "dispatcher", dispatcher)
     machine = Machine().task("Boom", "probe.boom")
     forecasting.save_pipeline(name=pipeline, definition=machine.build())
     with on_commit(execute=True), transaction.atomic():
