@@ -1,12 +1,10 @@
 """Expiry: promises that mutants of stock/services/expiry.py broke unnoticed (README, mutation testing)."""
 
-import threading
-import time
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -15,6 +13,7 @@ from stock.models import Allocation, Batch, Movement, Reservation
 from stock.services import Item
 from supplychain.events.models import OutboxEvent
 from tests.stock.factories import IngredientFactory, csv_opener, move_to_the_end_of_the_table
+from tests.stock.races import while_the_other_waits
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -188,47 +187,12 @@ def test_two_expiries_at_once_expire_a_batch_once():
     commits, it finds nothing left to expire and counts nothing."""
     IngredientFactory(sku="ham")
     receive("race.csv", f"sku,quantity,best_before,lot\nham,5,{day(1)},DUE\n")
-    holding, release, outcome = threading.Event(), threading.Event(), {}
-
-    def first():
-        try:
-            with transaction.atomic():
-                outcome["first"] = services.expire_batches(today=day(2))
-                holding.set()
-                release.wait(30)
-        finally:
-            connections.close_all()
-
-    def second():
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_backend_pid()")
-                outcome["pid"] = cursor.fetchone()[0]
-            outcome["second"] = services.expire_batches(today=day(2))
-        except Exception as exc:  # reported below
-            outcome["error"] = repr(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
-    threads[0].start()
-    assert holding.wait(30)
-    threads[1].start()
-    deadline = time.monotonic() + 30
-    with connection.cursor() as cursor:  # wait until the second waits for the level lock: it has read the batch
-        while time.monotonic() < deadline:
-            cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [outcome.get("pid")])
-            row = cursor.fetchone()
-            if row and row[0] == "Lock":
-                break
-            time.sleep(0.05)
-        else:
-            raise AssertionError("the second expiry never waited for the level lock")
-    release.set()
-    for thread in threads:
-        thread.join(30)
-    assert "error" not in outcome, outcome
-    assert (outcome["first"], outcome["second"]) == (1, 0)
+    expired = while_the_other_waits(
+        lambda: services.expire_batches(today=day(2)),
+        lambda: services.expire_batches(today=day(2)),
+        waiting="the second expiry",  # for the level lock: it has read the batch
+    )
+    assert expired == (1, 0)
     assert Movement.objects.filter(kind="expire").count() == 1
     assert OutboxEvent.objects.filter(type="stock.batch_expired").count() == 1
     assert selectors.invariant_violations() == []

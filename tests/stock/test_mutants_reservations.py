@@ -5,13 +5,11 @@ giving the module a view of the connection that names another vendor, so mutatio
 """
 
 import functools
-import threading
-import time
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -21,6 +19,7 @@ from stock.services import Item, reservations
 from supplychain.events import metrics
 from supplychain.events.models import OutboxEvent
 from tests.stock.factories import IngredientFactory, csv_opener, move_to_the_end_of_the_table
+from tests.stock.races import while_the_other_waits
 from tests.stock.test_reserve_paths import Rollback, scenario, snapshot
 
 pytestmark = pytest.mark.django_db
@@ -282,50 +281,18 @@ def test_a_request_racing_the_first_with_its_transaction_id_replays_it_inside_th
     transaction (a savepoint keeps that usable) it answers as a replay of the first."""
     IngredientFactory(sku="ham")
     receive("ham.csv", f"sku,quantity,best_before,lot\nham,5,{day(3)},H1\n")
-    holding, release, outcome = threading.Event(), threading.Event(), {}
-
-    def first():
-        try:
-            with transaction.atomic():
-                outcome["first"] = services.reserve_stock(transaction_id="same", items=[Item("ham", 2)])
-                holding.set()
-                release.wait(30)
-        finally:
-            connections.close_all()
 
     def second():
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_backend_pid()")
-                outcome["pid"] = cursor.fetchone()[0]
-            with transaction.atomic():
-                outcome["second"] = services.reserve_stock(transaction_id="same", items=[Item("ham", 2)])
-                outcome["after"] = Reservation.objects.count()  # the caller's transaction is still usable
-        except Exception as exc:  # reported below
-            outcome["error"] = repr(exc)
-        finally:
-            connections.close_all()
+        with transaction.atomic():
+            reservation = services.reserve_stock(transaction_id="same", items=[Item("ham", 2)])
+            return reservation, Reservation.objects.count()  # the caller's transaction is still usable
 
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
-    threads[0].start()
-    assert holding.wait(30)
-    threads[1].start()
-    deadline = time.monotonic() + 30
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [outcome.get("pid")])
-            row = cursor.fetchone()
-            if row and row[0] == "Lock":
-                break
-            time.sleep(0.05)
-        else:
-            raise AssertionError("the second request never waited for the first's locks")
-    release.set()
-    for thread in threads:
-        thread.join(30)
-    assert "error" not in outcome, outcome
-    first_reservation, second_reservation = outcome["first"], outcome["second"]
+    first_reservation, (second_reservation, after) = while_the_other_waits(
+        lambda: services.reserve_stock(transaction_id="same", items=[Item("ham", 2)]),
+        second,
+        waiting="the second request",
+    )
     assert (second_reservation.pk, second_reservation.response) == (first_reservation.pk, first_reservation.response)
-    assert outcome["after"] == 1
+    assert after == 1
     assert StockLevel.objects.get(ingredient__sku="ham").reserved == D(2)
     assert selectors.invariant_violations() == []

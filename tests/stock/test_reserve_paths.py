@@ -19,6 +19,7 @@ from stock.services import Item, ReservationRequest, groups, reservations
 from supplychain.events import registry
 from supplychain.events.models import AuditEntry, OutboxEvent
 from tests.stock.factories import IngredientFactory, csv_opener
+from tests.stock.races import while_the_other_waits
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -326,11 +327,6 @@ def test_group_calls_write_the_same_on_both_paths(monkeypatch):
 def reserve_many_while_another_reservation_commits(monkeypatch, supply: str, requests: list[ReservationRequest]):
     """The group plans on what is committed, then waits for the level lock a single reservation holds;
     that one commits (taking 4 ham) and the group goes on. Returns the group's results and its answer."""
-    import threading
-    import time
-
-    from django.db import connections
-
     IngredientFactory(sku="ham")
     services.ingest_receipt(key="stale.csv", open_stream=csv_opener(supply), source="upload")
     answers = []
@@ -341,49 +337,13 @@ def reserve_many_while_another_reservation_commits(monkeypatch, supply: str, req
         return answers[-1]
 
     monkeypatch.setattr(groups, "call_stock_function", capture)
-    holding, release, outcome = threading.Event(), threading.Event(), {}
-
-    def other():
-        try:
-            with transaction.atomic():
-                services.reserve_stock(transaction_id="other", items=[Item("ham", 4)])
-                holding.set()
-                release.wait(30)
-        finally:
-            connections.close_all()
-
-    def group():
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_backend_pid()")
-                outcome["pid"] = cursor.fetchone()[0]
-            outcome["results"] = services.reserve_many(requests=requests)
-        except Exception as exc:  # reported below
-            outcome["error"] = repr(exc)
-        finally:
-            connections.close_all()
-
-    writer = threading.Thread(target=other)
-    writer.start()
-    assert holding.wait(30)
-    grouping = threading.Thread(target=group)
-    grouping.start()
-    deadline = time.monotonic() + 30
-    with connection.cursor() as cursor:  # wait until the group waits for the level lock: it has planned
-        while time.monotonic() < deadline:
-            cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [outcome.get("pid")])
-            row = cursor.fetchone()
-            if row and row[0] == "Lock":
-                break
-            time.sleep(0.05)
-        else:
-            raise AssertionError("the group never waited for the level lock")
-    release.set()
-    writer.join(30)
-    grouping.join(30)
-    assert "error" not in outcome, outcome
+    _, results = while_the_other_waits(
+        lambda: services.reserve_stock(transaction_id="other", items=[Item("ham", 4)]),
+        lambda: services.reserve_many(requests=requests),
+        waiting="the group",  # for the level lock: it has planned
+    )
     (answer,) = answers
-    return outcome["results"], answer
+    return results, answer
 
 
 def lots(result) -> list[tuple[str, str]]:
