@@ -6,7 +6,9 @@ Against its own database (BENCH_DATABASE_URL, default supplychain_bench_orders_s
 its service the way a worker runs it, timed per order: intake (``receive_orders``, 1,000 per call), batch
 processing (``process_received_orders``: claim, expand, reserve, move), the relay (``relay_pending``) and the
 partner-wms delivery (``process_deliveries`` of the handler subscription: pick lists built and POSTed to a
-WMS stand-in in this process, orders moved to ``sent_to_wms``). The figures are medians over ``--repeat``.
+WMS stand-in in this process, orders moved to ``sent_to_wms``), the relay of the ``order.sent_to_wms`` events
+and every other subscription's deliveries (the ERP sales-order mirror: three per order; their count per order
+goes to stderr). The figures are medians over ``--repeat``.
 What ``bench/orders.py`` measures end to end is these plus Celery's messages and the waits between them.
 """
 
@@ -61,6 +63,22 @@ def run_once(prefix: str, count: int) -> dict[str, float]:
             break
     timings["partner_wms_delivery"] = time.perf_counter() - started
     assert delivered >= count, (delivered, count)
+
+    started = time.perf_counter()
+    events.relay_pending()  # the order.sent_to_wms events
+    timings["relay_sent_to_wms"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    others = Subscription.objects.exclude(id=wms.id).filter(active=True)
+    mirrored = 0
+    for subscription in others:
+        while True:
+            done = events.process_deliveries(subscription_id=subscription.id, time_budget=600)
+            mirrored += done.succeeded
+            if not done.claimed:
+                break
+    timings["other_deliveries"] = time.perf_counter() - started
+    print(f"other deliveries: {mirrored / count:.2f} per order", file=sys.stderr)
     return {stage: seconds * 1000 / count for stage, seconds in timings.items()}
 
 

@@ -6,15 +6,17 @@ from integrations import services
 from supplychain.events import kicks
 
 
-@shared_task(name="integrations.process_orders", acks_late=True, ignore_result=True, soft_time_limit=50, time_limit=55)
-def process_orders() -> dict:
+@shared_task(
+    bind=True, name="integrations.process_orders", acks_late=True, ignore_result=True, soft_time_limit=50, time_limit=55
+)
+def process_orders(self) -> dict:
     """Reserve received orders in batches for a few seconds; kicked after intake commits and swept by beat.
 
     Idempotent: it claims whatever is still received, so a repeat (a redelivered message, a sweep) only
     finds less to do. When the budget ran out with orders left, it kicks itself again.
     """
     kicks.clear(services.PROCESSING_KICK)  # before claiming: orders committed from now on kick anew
-    report = services.process_received_orders(relay=True)
+    report = services.process_received_orders(relay=True, worker=self.request.hostname or "")
     if report.more_waiting:
         services.orders_kicker.kick()
     return {"batches": report.batches, "claimed": report.claimed, "reserved": report.reserved, "short": report.short}

@@ -413,6 +413,9 @@ CELERY_BEAT_SCHEDULE.update(
 # most once per ORDERS_KICK_INTERVAL per process, and swept by beat every ORDERS_SWEEP_SECONDS.
 ORDERS_BATCH = env.int("ORDERS_BATCH", default=200)  # orders claimed and reserved per transaction
 ORDERS_TIME_BUDGET = env.float("ORDERS_TIME_BUDGET", default=1.0)  # seconds one task drains, then kicks itself
+# The task that reserved a batch also runs its pick requests (the partner-wms deliveries) at once, instead of
+# leaving them to a delivery task (integrations/services/processing.py, PickRequests).
+ORDERS_DELIVER_PICKS = env.bool("ORDERS_DELIVER_PICKS", default=True)
 ORDERS_KICK_INTERVAL = env.float("ORDERS_KICK_INTERVAL", default=0.05)  # debounce before a worker claims a batch
 ORDERS_SWEEP_SECONDS = env.float("ORDERS_SWEEP_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULE["orders-process-sweep"] = {"task": "integrations.process_orders", "schedule": ORDERS_SWEEP_SECONDS}

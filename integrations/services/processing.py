@@ -24,10 +24,14 @@ from integrations.services.lifecycle import Move, transition_orders
 from stock import services as stock_services
 from stock.services import Item, ReservationRequest
 from supplychain.core.api.errors import domain_error_body
+from supplychain.events import selectors as event_selectors
 from supplychain.events import services as events
 
 S = Order.Status
 WORKER = "worker"
+PICK_REQUESTS = "partner-wms"  # the handler subscription that sends pick lists (integrations/handlers.py)
+PICKS_SLOW_SECONDS = 1.0
+PICKS_PAUSE_SECONDS = 60.0
 # What one order may ask of one sku after expansion: the quantity columns hold 14 digits with 3 decimals,
 # and a level must still be able to add it up; beyond this the order is short by itself, never a failing batch.
 MAX_EXPANDED_QUANTITY = Decimal("1e9")
@@ -137,7 +141,7 @@ def _move_for(result: stock_services.ReservationResult, expanded: Expanded) -> M
 
 
 def process_received_orders(
-    *, batch_size: int | None = None, time_budget: float | None = None, relay: bool = False
+    *, batch_size: int | None = None, time_budget: float | None = None, relay: bool = False, worker: str = ""
 ) -> ProcessingReport:
     """Process batches until no received order is left or the time budget is spent.
 
@@ -145,14 +149,19 @@ def process_received_orders(
     leaving them to a relay task: one Celery message and its wait fewer between a reservation and the
     WMS delivery (the relay is the backbone's own service, so the events go out exactly as it sends them).
     It also relays the intake's ``order.received`` events, which kick this task and no relay of their own.
+    Then it runs the batch's pick requests, the ``partner-wms`` deliveries, here too (``PickRequests``),
+    leased under ``worker`` like any delivery task's.
     """
     report = ProcessingReport()
     deadline = time.monotonic() + (time_budget or _setting("ORDERS_TIME_BUDGET", 5.0))
     batch_size = batch_size or _setting("ORDERS_BATCH", 200)
+    picks = PickRequests(worker) if relay else None
     while True:
         claimed, reserved, short = process_order_batch(limit=batch_size)
         if relay:  # this batch's events, and the intake's (which sends no relay kick of its own)
             events.relay_pending()
+            if reserved:
+                picks.deliver(deadline)
         if claimed:
             report.batches += 1
             report.claimed += claimed
@@ -163,3 +172,38 @@ def process_received_orders(
         if time.monotonic() >= deadline:
             report.more_waiting = True
             return report
+
+
+class PickRequests:
+    """The reserved orders' pick lists sent from the task that reserved them, through the backbone.
+
+    The ``partner-wms`` handler subscription's due deliveries are run here with ``process_deliveries``, the
+    backbone's own claim, lease, retry and audit, right after the relay made them: no delivery message, and
+    no wait for a free worker behind other subscriptions' drains (the ERP mirror's, three per order), between
+    a reservation and its pick request. The kick the relay sent still goes out and finds less to do.
+    A WMS that fails, or answers slower than ``PICKS_SLOW_SECONDS``, is left to the delivery tasks and their
+    backoff by this worker process for ``PICKS_PAUSE_SECONDS``: a partner down or slow costs the reservations
+    one call per pause, not one per batch.
+    """
+
+    paused_until = 0.0  # per worker process (time.monotonic)
+
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+        self.subscription_id: int | None = None
+        self.enabled = _setting("ORDERS_DELIVER_PICKS", True)
+
+    def deliver(self, deadline: float) -> None:
+        started = time.monotonic()
+        if not self.enabled or started < PickRequests.paused_until:
+            return
+        if self.subscription_id is None:
+            self.subscription_id = event_selectors.active_subscription_id(PICK_REQUESTS)
+            if self.subscription_id is None:  # switched off in the admin
+                self.enabled = False
+                return
+        budget = max(deadline - started, 0.5)
+        done = events.process_deliveries(subscription_id=self.subscription_id, worker=self.worker, time_budget=budget)
+        calls = max(1, -(-done.claimed // _setting("EVENTS_DELIVERY_BATCH", 200)))  # one WMS call per batch claimed
+        if done.retrying or done.dead or (time.monotonic() - started) / calls > PICKS_SLOW_SECONDS:
+            PickRequests.paused_until = time.monotonic() + PICKS_PAUSE_SECONDS

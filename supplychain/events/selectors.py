@@ -20,6 +20,11 @@ def subscriptions_with_counts():
     ).order_by("name")
 
 
+def active_subscription_id(name: str) -> int | None:
+    """The id of the active subscription called ``name``, or None when there is none or it is switched off."""
+    return Subscription.objects.filter(name=name, active=True).values_list("id", flat=True).first()
+
+
 def delivery_history(delivery_id: int):
     """Every attempt and redrive of one delivery, oldest first (kept across redrives)."""
     return AuditEntry.objects.filter(delivery_id=delivery_id).order_by("occurred_at", "id")
