@@ -3,8 +3,9 @@
 import pytest
 from django_guid import clear_guid, set_guid
 
-from supplychain.events import services
+from supplychain.events import kicks, services
 from supplychain.events.models import AuditEntry
+from supplychain.events.services import publishing
 
 pytestmark = pytest.mark.django_db
 
@@ -59,3 +60,42 @@ def test_overlong_inbound_fields_are_cut_to_their_columns_not_refused():
     lengths = [len(stored.partner), len(stored.event_type), len(stored.entity_key), len(stored.outcome)]
     assert lengths == [100, 100, 200, 20]
     assert (len(stored.correlation_id), len(stored.error)) == (100, 5000)
+
+
+# ---- The relay kick ----------------------------------------------------------------------------------
+
+
+def test_a_kick_the_broker_refuses_is_logged_as_the_relays_and_does_not_raise(caplog):
+    def refused():
+        raise ConnectionError("broker down")
+
+    kicker = services.Kicker(0.0, send=refused)
+    with caplog.at_level("WARNING", logger="supplychain.events.services.publishing"):
+        kicker.kick()
+    assert [record.getMessage() for record in caplog.records] == [
+        "relay kick not sent (ConnectionError: broker down); the sweep will do it"
+    ]
+
+
+def test_the_relay_kick_holds_the_relay_guard_until_the_relay_starts(monkeypatch):
+    sent = []
+    monkeypatch.setattr(publishing.celery_app, "send_task", lambda name, **options: sent.append((name, options)))
+    kicks.clear(kicks.RELAY)
+    publishing._send_relay()
+    publishing._send_relay()  # the guard is held: no second message
+    assert sent == [(publishing.RELAY_TASK, {"retry": False})]
+    assert kicks._redis().exists(kicks.PREFIX + "relay")
+    kicks.clear(kicks.RELAY)
+
+
+def test_a_relay_kick_the_broker_refuses_gives_the_guard_back_for_the_next(monkeypatch):
+    def refused(name, **options):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(publishing.celery_app, "send_task", refused)
+    kicks.clear(kicks.RELAY)
+    with pytest.raises(ConnectionError):
+        publishing._send_relay()
+    assert not kicks._redis().exists(kicks.PREFIX + "relay")
+    assert kicks.claim(kicks.RELAY)  # the next kick goes out
+    kicks.clear(kicks.RELAY)
