@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.db.models import Q, Sum
+from django.db.models import Exists, OuterRef, Q, Sum
 
-from stock.models import Allocation, Batch, Movement, StockLevel
+from stock.models import Allocation, Batch, Ingredient, Movement, StockLevel
 
 ZERO = Decimal(0)
 
@@ -65,4 +65,32 @@ def invariant_violations() -> list[str]:
         f"batch {b.pk}: remaining {b.quantity_remaining}, reserved {b.quantity_reserved}, {b.status}"
         for b in bad_batches
     )
+    problems.extend(_broken_references())
+    return problems
+
+
+def _broken_references() -> list[str]:
+    """Allocations and ledger rows whose batch or ingredient is missing, or whose batch is another ingredient's.
+
+    They have no database foreign keys to either (stock 0013, ``stock.models.UNCHECKED``): this is the check.
+    """
+    problems = []
+    for model, name in ((Allocation, "allocation"), (Movement, "ledger row")):
+        no_ingredient = ~Exists(Ingredient.objects.filter(pk=OuterRef("ingredient_id")))
+        no_batch = Q(batch_id__isnull=False) & ~Exists(Batch.objects.filter(pk=OuterRef("batch_id")))
+        other_ingredient = Exists(
+            Batch.objects.filter(pk=OuterRef("batch_id")).exclude(ingredient_id=OuterRef("ingredient_id"))
+        )
+        for pk, ingredient_id, batch_id, missing_ingredient, missing_batch in (
+            model.objects.filter(no_ingredient | no_batch | other_ingredient)
+            .annotate(missing_ingredient=no_ingredient, missing_batch=no_batch)
+            .values_list("pk", "ingredient_id", "batch_id", "missing_ingredient", "missing_batch")
+            .order_by("pk")
+        ):
+            if missing_ingredient:
+                problems.append(f"{name} {pk}: ingredient {ingredient_id} does not exist")
+            elif missing_batch:
+                problems.append(f"{name} {pk}: batch {batch_id} does not exist")
+            else:
+                problems.append(f"{name} {pk}: batch {batch_id} is not ingredient {ingredient_id}'s")
     return problems

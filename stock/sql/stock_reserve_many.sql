@@ -11,15 +11,17 @@
 --   1. read the levels and eligible batches WITHOUT locks and plan every request (FEFO, in order);
 --   2. write what does not touch a level or a batch: the reservations (in transaction id order), their
 --      allocations and ledger rows, their reservation_created / rejected events; and check those rows'
---      foreign keys now (SET CONSTRAINTS ... IMMEDIATE), not at commit under the locks;
+--      remaining foreign keys (to their reservation) now (SET CONSTRAINTS ... IMMEDIATE), not at commit
+--      under the locks;
 --   3. lock the level rows once, ascending ingredient order (as stock_reserve and stock_close do: no
 --      deadlock between group and single calls), creating the missing ones first;
 --   4. read again under the locks and re-check the plan: it stands when it would come out the same on
 --      what is there now (see "the plan stands" below); otherwise the rows of step 2 are deleted and the
 --      call is planned and written again, locks held;
 --   5. one UPDATE of the batches, one of the levels, and the level events.
--- Deadlocks: before its level locks a call holds only its new reservations' unique index entries (and
--- key-share locks on the batches and ingredients its rows reference). stock_reserve inserts its
+-- Deadlocks: before its level locks a call holds only its new reservations' unique index entries (its
+-- allocation and ledger rows name batches and ingredients without foreign keys since stock 0013, so they
+-- take no key-share locks on them; the invariant audit checks those references). stock_reserve inserts its
 -- reservation before its locks too, and calls insert in transaction id order, so nobody holding a level
 -- lock ever waits for one of those; nothing locks a batch or an ingredient against key-share while
 -- holding a level lock (master data takes FOR NO KEY UPDATE).

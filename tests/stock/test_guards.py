@@ -201,6 +201,39 @@ def test_checker_reports_an_expired_batch_still_reserved(reserved_ham):
     assert f"batch {batch.pk}: remaining 10.000, reserved 4.000, expired" in selectors.invariant_violations()
 
 
+def test_checker_reports_an_allocation_whose_batch_does_not_exist(reserved_ham):
+    allocation = Allocation.objects.get()
+    Allocation.objects.filter(pk=allocation.pk).update(batch_id=999_999)  # no foreign key refuses it (stock 0013)
+    assert selectors.invariant_violations() == [f"allocation {allocation.pk}: batch 999999 does not exist"]
+
+
+def test_checker_reports_a_ledger_row_whose_ingredient_does_not_exist(reserved_ham):
+    row = Movement.objects.filter(kind="reserve").get()
+    Movement.objects.filter(pk=row.pk).update(ingredient_id=999_999)
+    problems = selectors.invariant_violations()
+    assert f"ledger row {row.pk}: ingredient 999999 does not exist" in problems
+    assert "ham: reserved 4.000 != ledger reserved 0" in problems  # and ham's ledger is short of it
+
+
+def test_checker_reports_a_ledger_row_whose_batch_does_not_exist(reserved_ham):
+    row = Movement.objects.filter(kind="reserve").get()
+    Movement.objects.filter(pk=row.pk).update(batch_id=999_999)
+    assert selectors.invariant_violations() == [f"ledger row {row.pk}: batch 999999 does not exist"]
+
+
+def test_checker_reports_an_allocation_of_another_ingredients_batch(reserved_ham):
+    other = IngredientFactory(sku="cheese")
+    allocation = Allocation.objects.get()
+    Allocation.objects.filter(pk=allocation.pk).update(ingredient=other)
+    problems = selectors.invariant_violations()
+    assert f"allocation {allocation.pk}: batch {allocation.batch_id} is not ingredient {other.pk}'s" in problems
+
+
+def test_checker_is_quiet_on_ledger_rows_without_a_batch(reserved_ham):
+    Movement.objects.create(ingredient=reserved_ham.ingredient, kind="adjust", on_hand_delta=0, reserved_delta=0)
+    assert selectors.invariant_violations() == []
+
+
 def test_checker_is_quiet_on_a_consistent_book_with_every_kind_of_movement(ham):
     services.reserve_stock(transaction_id="a", items=[Item("ham", D(3))])
     services.reserve_stock(transaction_id="b", items=[Item("ham", D(2))])
