@@ -193,3 +193,24 @@ def test_a_drain_that_dead_letters_a_broken_policy_still_clears_its_guard(broker
     services.process_deliveries(subscription_id=subscription.id)
     services.kick_deliveries([subscription])
     assert len(delivers(broker, queue)) == 2
+
+
+def test_a_pending_kick_holds_back_only_its_own_subscription(broker, queue):
+    pending = SubscriptionFactory(handler="probe-a", queue=queue)
+    free = SubscriptionFactory(handler="probe-b", queue=queue)
+    services.kick_deliveries([pending])
+    services.kick_deliveries([pending, free])  # the first is held back; the second still goes out
+    assert sorted(args for args, _ in delivers(broker, queue)) == sorted([[pending.id], [free.id]])
+
+
+def test_a_kick_the_broker_refuses_gives_its_guard_back(broker, queue, monkeypatch):
+    from supplychain.events.services import deliveries
+
+    subscription = SubscriptionFactory(handler="probe-a", queue=queue)
+
+    def refused(*args, **options):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(deliveries.celery_app, "send_task", refused)
+    services.kick_deliveries([subscription])  # logged, not raised: the sweep kicks again
+    assert kicks.claim(kicks.deliveries_key(subscription.id))  # the guard was given back for the next kick

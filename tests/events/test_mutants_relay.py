@@ -329,3 +329,25 @@ def test_a_redrive_kicks_the_subscriptions_of_the_redriven_deliveries_after_comm
         assert services.redrive_deliveries(all_dead=True) == 2
         assert kicked == []
     assert kicked == [["fragile"]]
+
+
+def test_on_postgresql_the_relay_claims_and_marks_a_batch_with_one_update_returning():
+    SubscriptionFactory(name="first")
+    for n in range(3):
+        services.publish(THING, {"sku": "ham", "quantity": n + 1})
+    with CaptureQueriesContext(connection) as captured:
+        assert services.relay_pending() == 3
+    outbox = [q["sql"] for q in captured.captured_queries if "events_outboxevent" in q["sql"]]
+    assert len(outbox) == 1, outbox  # no SELECT … FOR UPDATE and UPDATE by id: the portable path's two
+    assert outbox[0].lstrip().startswith("UPDATE") and "RETURNING" in outbox[0]
+
+
+@pytest.mark.parametrize("vendor", ["postgresql", "sqlite"])
+def test_both_claims_hand_the_payload_to_the_filter_policies(monkeypatch, vendor):
+    if vendor != "postgresql":
+        monkeypatch.setattr(services.relay, "connection", OtherVendor(vendor))
+    hams = SubscriptionFactory(name="hams", filter_policy={"sku": ["ham"]})
+    ham = services.publish(THING, {"sku": "ham", "quantity": 1})
+    services.publish(THING, {"sku": "cheese", "quantity": 1})
+    assert services.relay_pending() == 2
+    assert list(Delivery.objects.values_list("event_id", "subscription_id")) == [(ham.id, hams.id)]
