@@ -29,6 +29,18 @@ from bench.harness import configure, progress
 DATABASE = "postgres://supplychain:supplychain@127.0.0.1:5432/supplychain_bench_orders_stages"
 
 
+def drain(subscription_id: int) -> int:
+    """Run one subscription's due deliveries until none is left; how many succeeded."""
+    from supplychain.events import services as events
+
+    succeeded = 0
+    while True:
+        done = events.process_deliveries(subscription_id=subscription_id, time_budget=600)
+        succeeded += done.succeeded
+        if not done.claimed:
+            return succeeded
+
+
 def run_once(prefix: str, count: int) -> dict[str, float]:
     from bench.orders import order
     from integrations import services
@@ -55,12 +67,7 @@ def run_once(prefix: str, count: int) -> dict[str, float]:
     timings["relay"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    delivered = 0
-    while True:
-        done = events.process_deliveries(subscription_id=wms.id, time_budget=600)
-        delivered += done.succeeded
-        if not done.claimed:
-            break
+    delivered = drain(wms.id)
     timings["partner_wms_delivery"] = time.perf_counter() - started
     assert delivered >= count, (delivered, count)
 
@@ -70,13 +77,7 @@ def run_once(prefix: str, count: int) -> dict[str, float]:
 
     started = time.perf_counter()
     others = Subscription.objects.exclude(id=wms.id).filter(active=True)
-    mirrored = 0
-    for subscription in others:
-        while True:
-            done = events.process_deliveries(subscription_id=subscription.id, time_budget=600)
-            mirrored += done.succeeded
-            if not done.claimed:
-                break
+    mirrored = sum(drain(subscription.id) for subscription in others)
     timings["other_deliveries"] = time.perf_counter() - started
     print(f"other deliveries: {mirrored / count:.2f} per order", file=sys.stderr)
     return {stage: seconds * 1000 / count for stage, seconds in timings.items()}
