@@ -44,10 +44,11 @@ def drain(subscription_id: int) -> int:
 def run_once(prefix: str, count: int) -> dict[str, float]:
     from bench.orders import order
     from integrations import services
+    from integrations.services import processing
     from supplychain.events import services as events
     from supplychain.events.models import Subscription
 
-    wms = Subscription.objects.get(name="partner-wms")
+    wms = Subscription.objects.get(name=processing.PICK_REQUESTS)
     timings: dict[str, float] = {}
 
     started = time.perf_counter()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import requests
 
 from integrations.adapters import couriers, erp
-from integrations.services import alerts, partners, purchasing
+from integrations.services import alerts, partners, processing, purchasing
 from integrations.services.alerts import Observation
 from supplychain.events.registry import subscriber
 from supplychain.events.transport import batch_message_id
@@ -23,7 +23,7 @@ from supplychain.events.transport import batch_message_id
 RETRY = {"max_attempts": 6, "initial_interval": 2.0, "backoff_rate": 2.0, "max_interval": 300.0, "jitter": "full"}
 
 
-@subscriber("partner-wms", event_types=["order.reserved"], batch=True, **RETRY)
+@subscriber(processing.PICK_REQUESTS, event_types=["order.reserved"], batch=True, **RETRY)
 def send_pick_requests(envelopes: list[dict]) -> None:
     """Send reserved orders to the WMS as pick lists, many in one call."""
     ids = [envelope["id"] for envelope in envelopes]

@@ -75,12 +75,12 @@ def _broken_references() -> list[str]:
     They have no database foreign keys to either (stock 0013, ``stock.models.UNCHECKED``): this is the check.
     """
     problems = []
+    no_ingredient = ~Exists(Ingredient.objects.filter(pk=OuterRef("ingredient_id")))
+    no_batch = Q(batch_id__isnull=False) & ~Exists(Batch.objects.filter(pk=OuterRef("batch_id")))
+    other_ingredient = Exists(
+        Batch.objects.filter(pk=OuterRef("batch_id")).exclude(ingredient_id=OuterRef("ingredient_id"))
+    )
     for model, name in ((Allocation, "allocation"), (Movement, "ledger row")):
-        no_ingredient = ~Exists(Ingredient.objects.filter(pk=OuterRef("ingredient_id")))
-        no_batch = Q(batch_id__isnull=False) & ~Exists(Batch.objects.filter(pk=OuterRef("batch_id")))
-        other_ingredient = Exists(
-            Batch.objects.filter(pk=OuterRef("batch_id")).exclude(ingredient_id=OuterRef("ingredient_id"))
-        )
         for pk, ingredient_id, batch_id, missing_ingredient, missing_batch in (
             model.objects.filter(no_ingredient | no_batch | other_ingredient)
             .annotate(missing_ingredient=no_ingredient, missing_batch=no_batch)

@@ -148,11 +148,12 @@ def test_the_published_audit_entry_names_no_subscription_partner_or_error():
 
 
 def test_events_of_one_type_in_one_call_are_counted_each_after_commit(django_capture_on_commit_callbacks):
-    counted = []
-    counting = mock.patch.object(publishing.metrics, "count_published", side_effect=counted.append)
-    with counting, django_capture_on_commit_callbacks(execute=True):
+    published = publishing.metrics.EVENTS_PUBLISHED.labels(THING)
+    before = published._value.get()
+    with django_capture_on_commit_callbacks(execute=True):
         services.publish_many([NewEvent(THING, {"sku": "ham", "quantity": n}) for n in (1, 2, 3)])
-    assert counted == [{THING: 3}]
+        assert published._value.get() == before  # not before the commit
+    assert published._value.get() == before + 3
 
 
 def test_a_publish_kicks_the_relay_after_commit_unless_told_not_to(django_capture_on_commit_callbacks):
